@@ -1,0 +1,283 @@
+"""``detente train``: fine-tune the two-headed model with the Hugging Face Trainer.
+
+Using the stock Trainer (rather than a hand-written loop) is what gives users checkpoints,
+``--resume``, mixed precision and multi-GPU DDP under ``torchrun``/``accelerate launch``
+with no code of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from model.classifier import Classifier
+from model.config import DetenteConfig
+from model.labels import SENTIMENT_LABELS, STANCE_LABELS
+from model.modeling import DetenteModel
+from model.paths import bundled_corpus, default_base_model, default_model_dir
+from model.persistence import save_model
+from training.arguments import TrainArguments
+from training.calibration import calibration_report, fit_temperature
+from training.data import ColumnNames
+from training.metrics import combined_score, encode_labels, head_scores
+from training.model_card import write_model_card
+from training.splits import DataSplits, load_splits
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    metrics: dict
+    seconds: float
+
+
+def to_dataset(
+    frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, config: DetenteConfig
+) -> Dataset:
+    """Tokenised rows with integer labels (-100 where a head has no label)."""
+    encoded = tokenizer(
+        frame["text"].tolist(), truncation=True, max_length=config.max_seq_length
+    )
+    columns = {key: list(values) for key, values in encoded.items()}
+    columns["stance_labels"] = encode_labels(frame["stance"].tolist(), config.stance_labels)
+    columns["sentiment_labels"] = encode_labels(
+        frame["sentiment"].tolist(), config.sentiment_labels
+    )
+    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return Dataset.from_dict(columns)
+
+
+def balanced_class_weights(values: pd.Series, labels: list[str]) -> torch.Tensor | None:
+    """Inverse-frequency weights (sklearn's 'balanced'); classes absent from data get 1."""
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        return None
+    total = counts.sum()
+    weights = [
+        total / (len(labels) * counts[label]) if label in counts else 1.0 for label in labels
+    ]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_compute_metrics(config: DetenteConfig, stance_weight: float):
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        stance_logits, sentiment_logits = eval_pred.predictions[:2]
+        stance_gold, sentiment_gold = eval_pred.label_ids
+        stance = head_scores(stance_logits, stance_gold, len(config.stance_labels))
+        sentiment = head_scores(sentiment_logits, sentiment_gold, len(config.sentiment_labels))
+        metrics = {f"stance_{k}": v for k, v in stance.items()}
+        metrics.update({f"sentiment_{k}": v for k, v in sentiment.items()})
+        metrics["macro_f1"] = combined_score(
+            stance.get("macro_f1"), sentiment.get("macro_f1"), stance_weight
+        )
+        return metrics
+
+    return compute_metrics
+
+
+def resolve_output(args: TrainArguments) -> Path:
+    output = Path(args.output) if args.output else default_model_dir()
+    if (output / "config.json").exists() and not args.force:
+        raise FileExistsError(
+            f"a model already exists in {output}; pass --force to overwrite it or choose "
+            "another --output"
+        )
+    return output
+
+
+def build_model(args: TrainArguments) -> tuple[DetenteModel, PreTrainedTokenizerBase]:
+    base = args.base_model or str(default_base_model())
+    local = Path(base).exists()
+    set_seed(args.seed)
+    model = DetenteModel.from_base_encoder(
+        base,
+        local_files_only=local,
+        stance_labels=STANCE_LABELS,
+        sentiment_labels=SENTIMENT_LABELS,
+        max_seq_length=args.max_seq_length,
+    )
+    if args.base_model is None:
+        model.config.base_model = "sentence-transformers/all-MiniLM-L6-v2"
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=local)
+    return model, tokenizer
+
+
+def hf_training_arguments(args: TrainArguments, checkpoint_dir: Path) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        warmup_steps=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        save_only_model=False,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_strategy="epoch",
+        report_to="none",
+        label_names=["stance_labels", "sentiment_labels"],
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=True,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def train(args: TrainArguments) -> TrainResult:
+    """Train, calibrate, score the test split and write the model folder with its card."""
+    started = time.perf_counter()
+    output = resolve_output(args)
+    columns = ColumnNames(
+        text=args.text_column, stance=args.stance_column,
+        sentiment=args.sentiment_column, split=args.split_column,
+    )
+    label_sets = {"stance": STANCE_LABELS, "sentiment": SENTIMENT_LABELS}
+    data_path = args.data or str(bundled_corpus())
+    splits = load_splits(
+        data_path, columns=columns, label_sets=label_sets,
+        validation_data=args.validation_data, test_data=args.test_data,
+        extra_data=args.extra_data, validation_fraction=args.validation_fraction, seed=args.seed,
+    )
+    model, tokenizer = build_model(args)
+    fit(model, tokenizer, splits, args, output)
+    metrics = finish(model, tokenizer, splits, args, output, data_path)
+    seconds = time.perf_counter() - started
+    metrics["train_seconds"] = round(seconds, 1)
+    (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
+    return TrainResult(output=output, metrics=metrics, seconds=seconds)
+
+
+def fit(
+    model: DetenteModel,
+    tokenizer: PreTrainedTokenizerBase,
+    splits: DataSplits,
+    args: TrainArguments,
+    output: Path,
+) -> None:
+    """Run the HF Trainer with early stopping; the best checkpoint ends up in ``model``."""
+    config = model.config
+    if args.class_weighting == "balanced":
+        model.loss_weights = {
+            "stance": balanced_class_weights(splits.train["stance"], config.stance_labels),
+            "sentiment": balanced_class_weights(splits.train["sentiment"], config.sentiment_labels),
+        }
+    checkpoint_dir = Path(args.checkpoint_dir or f"{output}.checkpoints")
+    trainer = Trainer(
+        model=model,
+        args=hf_training_arguments(args, checkpoint_dir),
+        train_dataset=to_dataset(splits.train, tokenizer, config),
+        eval_dataset=to_dataset(splits.validation, tokenizer, config),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(config, args.stance_metric_weight),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
+    )
+    resume = bool(args.resume) and any(checkpoint_dir.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def finish(
+    model: DetenteModel,
+    tokenizer: PreTrainedTokenizerBase,
+    splits: DataSplits,
+    args: TrainArguments,
+    output: Path,
+    data_path: str,
+) -> dict:
+    """Calibrate on validation, measure on test, save atomically with a model card."""
+    model.eval()
+    classifier = Classifier(model, tokenizer)
+    metrics: dict = {"arguments": asdict(args), "rows": {
+        "train": len(splits.train), "validation": len(splits.validation),
+        "test": 0 if splits.test is None else len(splits.test),
+    }}
+    stance_logits, sentiment_logits = classifier.predict_logits(splits.validation["text"].tolist())
+    calibration = {}
+    for head, logits in (("stance", stance_logits), ("sentiment", sentiment_logits)):
+        gold = encode_labels(splits.validation[head].tolist(), model.config.labels_of(head))
+        temperature = fit_temperature(logits, gold) if args.calibrate else 1.0
+        setattr(model.config, f"{head}_temperature", temperature)
+        calibration[head] = calibration_report(logits, gold, temperature)
+    metrics["calibration"] = calibration
+    metrics["validation"] = split_metrics(classifier, splits.validation)
+    if splits.test is not None:
+        metrics["test"] = split_metrics(classifier, splits.test)
+    write_atomically(model, tokenizer, output, metrics, data_path)
+    return metrics
+
+
+def split_metrics(classifier: Classifier, frame: pd.DataFrame) -> dict:
+    stance_probs, sentiment_probs = classifier.predict_proba(frame["text"].tolist())
+    out = {}
+    for head, probs in (("stance", stance_probs), ("sentiment", sentiment_probs)):
+        labels = classifier.config.labels_of(head)
+        out[head] = head_scores(probs, encode_labels(frame[head].tolist(), labels), len(labels))
+    return out
+
+
+def write_atomically(
+    model: DetenteModel,
+    tokenizer: PreTrainedTokenizerBase,
+    output: Path,
+    metrics: dict,
+    data_path: str,
+) -> None:
+    """Save into a temporary sibling folder, then swap it in: no half-written model folder."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    save_model(model, tokenizer, staging)
+    write_model_card(staging, model.config, metrics, data_path)
+    (staging / "training_summary.json").write_text(json.dumps(metrics, indent=2))
+    if output.exists():
+        old = output.with_name(f".{output.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        output.rename(old)
+        staging.rename(output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(output)
+
+
+def format_summary(metrics: dict) -> str:
+    """A small table of the final numbers for the terminal."""
+    rows = [("split", "head", "accuracy", "macro-F1")]
+    for split in ("validation", "test"):
+        for head, scores in metrics.get(split, {}).items():
+            if scores:
+                rows.append((split, head, f"{scores['accuracy']:.3f}", f"{scores['macro_f1']:.3f}"))
+    for head, cal in metrics.get("calibration", {}).items():
+        if cal:
+            rows.append(("calibration", head, f"T={cal['temperature']:.2f}",
+                         f"ECE {cal['ece_before']:.3f}->{cal['ece_after']:.3f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+__all__ = ["TrainResult", "format_summary", "train"]
