@@ -123,6 +123,12 @@ def data_check(
         raise typer.Exit(1)
 
 
+from serve.cli_training import evaluate, retrain  # noqa: E402
+
+app.command()(evaluate)
+app.command()(retrain)
+
+
 def main() -> None:
     app()
 

@@ -88,3 +88,48 @@ def labelled_rows() -> list[dict]:
 @pytest.fixture
 def labelled_file(tmp_path, labelled_rows) -> Path:
     return write_jsonl(tmp_path / "labelled.jsonl", labelled_rows)
+
+
+# Distinct statements per split (no near-duplicates across splits), for corpus-shaped tests.
+SPLIT_STATEMENTS = {
+    "train": STATEMENTS,
+    "validation": [
+        ("Both delegations agreed to extend the truce for another month.",
+         "pro_negotiation", "positive"),
+        ("Mediators urged the parties to resume the stalled dialogue.", "pro_negotiation",
+         "neutral"),
+        ("Without a deal the famine will spread, the envoy warned.", "pro_negotiation",
+         "negative"),
+        ("The militia looted the clinic and kidnapped two nurses.", "accusatory", "negative"),
+        ("Their government lies about every single casualty figure.", "accusatory", "negative"),
+        ("We denounce the blockade imposed by the occupying forces.", "accusatory", "negative"),
+        ("A convoy was hit by artillery near the river crossing.", "neutral", "negative"),
+        ("Parliament will vote on the budget next Thursday.", "neutral", "neutral"),
+        ("Electricity was restored to most districts by the evening.", "neutral", "positive"),
+    ],
+    "test": [
+        ("We welcome the prisoner exchange brokered by Oman.", "pro_negotiation", "positive"),
+        ("The council called for an immediate humanitarian pause.", "pro_negotiation", "neutral"),
+        ("Talks are the only way out of this bloodbath, she said.", "pro_negotiation",
+         "negative"),
+        ("The rebels executed captured soldiers, the army said.", "accusatory", "negative"),
+        ("Moscow is sabotaging every effort at peace.", "accusatory", "negative"),
+        ("We strongly condemn the drone strike on the hospital.", "accusatory", "negative"),
+        ("Several buildings collapsed after the explosion downtown.", "neutral", "negative"),
+        ("The summit is scheduled to open in Vienna on Monday.", "neutral", "neutral"),
+        ("Grain shipments reached a record high in October.", "neutral", "positive"),
+    ],
+}
+
+
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    """A corpus-shaped file: train/validation/test splits, disputes per split, ids."""
+    rows = []
+    for split, statements in SPLIT_STATEMENTS.items():
+        for i, (text, stance, sentiment) in enumerate(statements):
+            rows.append({"id": f"{split}-{i}", "text": text, "stance": stance,
+                         "sentiment": sentiment, "dispute": f"dispute-{split}",
+                         "speaker_type": "spokesperson", "form": "reported", "hard": False,
+                         "rule": None, "split": split})
+    return write_jsonl(tmp_path / "corpus.jsonl", rows)

@@ -226,7 +226,10 @@ def finish(
     metrics["calibration"] = calibration
     metrics["validation"] = split_metrics(classifier, splits.validation)
     if splits.test is not None:
+        from training.evaluation import score_baselines
+
         metrics["test"] = split_metrics(classifier, splits.test)
+        metrics["baselines"] = score_baselines(splits.train, splits.test, classifier)
     write_atomically(model, tokenizer, output, metrics, data_path)
     return metrics
 

@@ -1,0 +1,190 @@
+"""``detente evaluate``: a model's quality on a labelled file, beside baselines, as a report.
+
+Writes ``metrics.json``, ``report.md`` and PNG figures into the report folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+from model.classifier import Classifier, sentiment_score
+from model.paths import bundled_corpus
+from training.baselines import baseline_predictions, vader_compound
+from training.data import ColumnNames, DataError
+from training.metrics import expected_calibration_error
+from training.plots import confusion_matrix_png, reliability_png
+from training.splits import load_checked
+
+SENTIMENT_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+
+
+@dataclass
+class EvaluateArguments:
+    model: str | None = field(default=None, metadata={"help": "Model folder (default model)."})
+    data: str | None = field(default=None, metadata={
+        "help": "Labelled file to evaluate on (default: the bundled corpus)."})
+    report: str = field(default="report", metadata={"help": "Folder for the report."})
+    split: str | None = field(default="test", metadata={
+        "help": "Rows of this split when the file has a split column ('all' for every row)."})
+    train_data: str | None = field(default=None, metadata={
+        "help": "Training rows for the baselines (default: the bundled corpus's train split)."})
+    text_column: str = "text"
+    stance_column: str = "stance"
+    sentiment_column: str = "sentiment"
+    batch_size: int = 64
+    n_errors: int = 20
+
+
+def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 over the labelled rows."""
+    keep = [g is not None for g in gold]
+    g = [x for x, k in zip(gold, keep) if k]
+    p = [x for x, k in zip(pred, keep) if k]
+    if not g:
+        return {}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        g, p, labels=list(labels), zero_division=0
+    )
+    return {
+        "n": len(g),
+        "accuracy": float(accuracy_score(g, p)),
+        "macro_f1": float(f1_score(g, p, labels=list(labels), average="macro", zero_division=0)),
+        "per_class": {
+            label: {"precision": float(precision[i]), "recall": float(recall[i]),
+                    "f1": float(f1[i]), "support": int(support[i])}
+            for i, label in enumerate(labels)
+        },
+    }
+
+
+def spearman(scores: Sequence[float], gold: Sequence[str | None]) -> float | None:
+    pairs = [(s, SENTIMENT_VALUE[g]) for s, g in zip(scores, gold) if g in SENTIMENT_VALUE]
+    if len(pairs) < 3:
+        return None
+    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    return None if np.isnan(rho) else float(rho)
+
+
+def select_rows(frame: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    if split and split != "all" and "split" in frame.columns and frame["split"].notna().any():
+        rows = frame[frame["split"] == split]
+        if rows.empty:
+            raise DataError(f"no rows with split={split!r}; pass --split all to use every row")
+        return rows.reset_index(drop=True)
+    return frame.reset_index(drop=True)
+
+
+def baseline_training_rows(args: EvaluateArguments, label_sets: dict) -> pd.DataFrame:
+    path = args.train_data or str(bundled_corpus())
+    frame = load_checked(path, ColumnNames(), label_sets)
+    if "split" in frame.columns and frame["split"].notna().any():
+        frame = frame[frame["split"] == "train"]
+    return frame
+
+
+def evaluate_frame(
+    classifier: Classifier, frame: pd.DataFrame, train_rows: pd.DataFrame | None, batch_size: int
+) -> tuple[dict, dict]:
+    """Metrics for the model and the baselines, plus the raw arrays the report needs."""
+    texts = frame["text"].tolist()
+    stance_probs, sentiment_probs = classifier.predict_proba(texts, batch_size=batch_size)
+    arrays = {"stance": stance_probs, "sentiment": sentiment_probs}
+    metrics: dict = {"rows": len(frame)}
+    for head, probs in arrays.items():
+        labels = classifier.config.labels_of(head)
+        pred = [labels[i] for i in probs.argmax(axis=1)]
+        gold = frame[head].tolist()
+        metrics[head] = head_metrics(gold, pred, labels)
+        keep = np.array([g in labels for g in gold])
+        if keep.any():
+            gold_index = np.array([labels.index(g) for g in np.array(gold, dtype=object)[keep]])
+            metrics[head]["ece"] = expected_calibration_error(probs[keep], gold_index)
+    scores = sentiment_score(sentiment_probs, classifier.sentiment_labels)
+    if metrics["sentiment"]:
+        metrics["sentiment"]["spearman"] = spearman(scores, frame["sentiment"].tolist())
+    if train_rows is not None:
+        metrics["baselines"] = score_baselines(train_rows, frame, classifier)
+    return metrics, {**arrays, "sentiment_score": scores}
+
+
+def score_baselines(train_rows: pd.DataFrame, frame: pd.DataFrame, clf: Classifier) -> dict:
+    texts = frame["text"].tolist()
+    out: dict = {}
+    for name, heads in baseline_predictions(train_rows, texts).items():
+        out[name] = {}
+        for head, pred in heads.items():
+            scores = head_metrics(frame[head].tolist(), pred, clf.config.labels_of(head))
+            if scores:
+                out[name][head] = {k: scores[k] for k in ("accuracy", "macro_f1")}
+    if out.get("vader", {}).get("sentiment"):
+        out["vader"]["sentiment"]["spearman"] = spearman(
+            vader_compound(texts), frame["sentiment"].tolist()
+        )
+    return out
+
+
+def confident_errors(
+    frame: pd.DataFrame, arrays: dict, classifier: Classifier, n: int
+) -> list[dict]:
+    """The wrong predictions the model was surest of: where to look for label or model issues."""
+    errors = []
+    for head in ("stance", "sentiment"):
+        labels = classifier.config.labels_of(head)
+        probs = arrays[head]
+        for i, gold in enumerate(frame[head].tolist()):
+            pred = labels[int(probs[i].argmax())]
+            if gold is not None and pred != gold:
+                errors.append({"head": head, "text": frame["text"].iloc[i], "gold": gold,
+                               "predicted": pred, "confidence": float(probs[i].max())})
+    return sorted(errors, key=lambda e: -e["confidence"])[:n]
+
+
+def evaluate(args: EvaluateArguments) -> dict:
+    """Run the evaluation and write the report folder; returns the metrics."""
+    classifier = Classifier.load(args.model)
+    label_sets = {"stance": classifier.stance_labels, "sentiment": classifier.sentiment_labels}
+    columns = ColumnNames(text=args.text_column, stance=args.stance_column,
+                          sentiment=args.sentiment_column)
+    data = args.data or str(bundled_corpus())
+    frame = select_rows(load_checked(data, columns, label_sets), args.split)
+    train_rows = baseline_training_rows(args, label_sets)
+    metrics, arrays = evaluate_frame(classifier, frame, train_rows, args.batch_size)
+    metrics.update(model=str(classifier.path), model_version=classifier.model_version,
+                   data=data, split=args.split)
+    errors = confident_errors(frame, arrays, classifier, args.n_errors)
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(report, frame, arrays, classifier)
+    (report / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (report / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
+    from training.report import render_report
+
+    (report / "report.md").write_text(render_report(metrics, figures, errors), encoding="utf-8")
+    return metrics
+
+
+def write_figures(report: Path, frame: pd.DataFrame, arrays: dict, clf: Classifier) -> list[str]:
+    names = []
+    for head in ("stance", "sentiment"):
+        labels = clf.config.labels_of(head)
+        keep = [g in labels for g in frame[head]]
+        if not any(keep):
+            continue
+        gold = [g for g, k in zip(frame[head], keep) if k]
+        probs = arrays[head][np.array(keep)]
+        pred = [labels[i] for i in probs.argmax(axis=1)]
+        cm = confusion_matrix_png(gold, pred, labels, f"{head}: confusion matrix",
+                                  report / f"confusion_{head}.png")
+        gold_index = np.array([labels.index(g) for g in gold])
+        rel = reliability_png(probs, gold_index, f"{head}: reliability",
+                              report / f"reliability_{head}.png")
+        names += [cm.name, rel.name]
+    return names

@@ -1,0 +1,248 @@
+"""``detente retrain``: continue training a fine-tuned model on newly labelled rows.
+
+Fine-tuning on a few hundred new rows alone makes a model forget what it knew
+(catastrophic forgetting), so each run replays a random sample of the original training
+data beside the new rows. Part of the new rows is held out, and the run reports the old and
+the new model on the original test split and on that held-out part, so the user sees both
+what was gained and what was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from model.classifier import Classifier
+from model.modeling import DetenteModel
+from model.paths import bundled_corpus
+from model.persistence import load_model
+from training.arguments import TrainArguments
+from training.data import ColumnNames, DataError, load_labelled
+from training.evaluation import head_metrics
+from training.splits import DataSplits, choose_strata, load_checked
+from training.trainer import finish, fit
+from training.validation import normalise_text, validate
+
+HEADS = ("stance", "sentiment")
+
+
+@dataclass
+class RetrainArguments:
+    from_model: str = field(metadata={"help": "The fine-tuned model folder to continue from."})
+    data: str = field(metadata={"help": "Newly labelled rows (e.g. the demo's corrections.jsonl)."})
+    output: str | None = field(default=None, metadata={
+        "help": "Where to write the new model. Required unless --force (overwrite --from)."})
+    force: bool = field(default=False, metadata={"help": "Allow overwriting an existing model."})
+    replay_data: str | None = field(default=None, metadata={
+        "help": "Original training data to replay (default: the bundled corpus)."})
+    replay_ratio: float = field(default=2.0, metadata={
+        "help": "Replayed original rows per new training row."})
+    holdout_fraction: float = field(default=0.2, metadata={
+        "help": "Share of the new rows held out to measure the gain."})
+    stance_labels: list[str] | None = field(default=None, metadata={
+        "help": "The new model's stance labels (default: the old ones plus any new in --data)."})
+    sentiment_labels: list[str] | None = field(default=None, metadata={
+        "help": "The new model's sentiment labels (default: old plus new)."})
+    epochs: float = 3.0
+    learning_rate: float = 3e-5
+    batch_size: int = 32
+    seed: int = 42
+    early_stopping_patience: int = 1
+    text_column: str = "text"
+    stance_column: str = "stance"
+    sentiment_column: str = "sentiment"
+
+
+def resolve_output(args: RetrainArguments) -> Path:
+    source = Path(args.from_model).resolve()
+    if args.output is None:
+        if not args.force:
+            raise FileExistsError(
+                "retrain never overwrites the model it starts from: pass --output NEW_FOLDER, "
+                "or --force to replace --from in place"
+            )
+        return source
+    output = Path(args.output)
+    if (output / "config.json").exists() and not args.force:
+        raise FileExistsError(f"a model already exists in {output}; pass --force to overwrite it")
+    return output
+
+
+def deduplicate_latest(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep the last row of each statement: a later correction overrides an earlier one."""
+    keys = frame["text"].map(lambda t: normalise_text(t) if isinstance(t, str) else t)
+    keep = ~keys.duplicated(keep="last")
+    return frame[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def label_plan(old: list[str], new_data: pd.Series, explicit: list[str] | None) -> list[str]:
+    if explicit:
+        return list(explicit)
+    seen = [v for v in pd.unique(new_data.dropna()) if v not in old]
+    return list(old) + sorted(seen)
+
+
+def describe_mapping(head: str, old: list[str], new: list[str]) -> str:
+    kept = [label for label in new if label in old]
+    added = [label for label in new if label not in old]
+    dropped = [label for label in old if label not in new]
+    if not added and not dropped:
+        return f"{head}: labels unchanged {new}"
+    return (f"{head}: {old} -> {new}; kept {kept}, added {added} (new head rows initialised "
+            f"from the mean of the kept rows), dropped {dropped} (their rows removed)")
+
+
+def remap_head(head: nn.Linear, old: list[str], new: list[str]) -> nn.Linear:
+    """A head for the ``new`` labels: kept labels keep their weights, new ones start neutral.
+
+    New rows start at the mean of the old rows, so a new label begins as likely as an average
+    old label instead of at a random logit.
+    """
+    fresh = nn.Linear(head.in_features, len(new))
+    with torch.no_grad():
+        mean_w, mean_b = head.weight.mean(dim=0), head.bias.mean()
+        for i, label in enumerate(new):
+            if label in old:
+                j = old.index(label)
+                fresh.weight[i] = head.weight[j]
+                fresh.bias[i] = head.bias[j]
+            else:
+                fresh.weight[i] = mean_w
+                fresh.bias[i] = mean_b
+    return fresh
+
+
+def apply_label_sets(model: DetenteModel, label_sets: dict[str, list[str]]) -> None:
+    for head in HEADS:
+        old = model.config.labels_of(head)
+        new = label_sets[head]
+        if old != new:
+            layer = getattr(model, f"{head}_head")
+            setattr(model, f"{head}_head", remap_head(layer, old, new))
+            setattr(model.config, f"{head}_labels", list(new))
+
+
+def restrict_labels(frame: pd.DataFrame, label_sets: dict[str, list[str]]) -> pd.DataFrame:
+    """Blank labels the new model no longer has; drop rows left with no label at all."""
+    frame = frame.copy()
+    for head in HEADS:
+        frame[head] = [v if v in label_sets[head] else None for v in frame[head]]
+    return frame[frame[list(HEADS)].notna().any(axis=1)].reset_index(drop=True)
+
+
+def split_new(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    if len(frame) < 5 or fraction <= 0:
+        return frame, frame.iloc[0:0]
+    strata = choose_strata(frame, fraction)
+    train, holdout = train_test_split(frame, test_size=fraction, random_state=seed,
+                                      stratify=strata)
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def original_splits(path: str, label_sets: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+    frame = load_checked(path, ColumnNames(), label_sets_for_old(path))
+    frame = restrict_labels(frame, label_sets)
+    if "split" not in frame.columns:
+        raise DataError(f"{path}: replay data needs a split column (train/validation/test)")
+    return {name: frame[frame["split"] == name].reset_index(drop=True)
+            for name in ("train", "validation", "test")}
+
+
+def label_sets_for_old(path: str) -> dict[str, list[str]]:
+    """Replay data is checked against its own label vocabulary (whatever it holds)."""
+    frame = load_labelled(path)
+    return {h: sorted(frame[h].dropna().unique().tolist()) for h in HEADS}
+
+
+def compare(old: Classifier, new: Classifier, frame: pd.DataFrame) -> dict:
+    """Accuracy and macro-F1 of the old and the new model on the same rows."""
+    if frame.empty:
+        return {}
+    out: dict = {}
+    for name, clf in (("before", old), ("after", new)):
+        stance, sentiment = clf.predict_proba(frame["text"].tolist())
+        out[name] = {}
+        for head, probs in (("stance", stance), ("sentiment", sentiment)):
+            labels = clf.config.labels_of(head)
+            pred = [labels[i] for i in probs.argmax(axis=1)]
+            scores = head_metrics(frame[head].tolist(), pred, new.config.labels_of(head))
+            if scores:
+                out[name][head] = {k: scores[k] for k in ("n", "accuracy", "macro_f1")}
+    return out
+
+
+def retrain(args: RetrainArguments, log=print) -> dict:
+    """Run the whole retraining; returns the summary (also written to training_summary.json)."""
+    output = resolve_output(args)
+    old = Classifier.load(args.from_model)
+    columns = ColumnNames(text=args.text_column, stance=args.stance_column,
+                          sentiment=args.sentiment_column)
+    new_rows, n_dups = deduplicate_latest(load_labelled(args.data, columns))
+    if n_dups:
+        log(f"{n_dups} earlier label(s) of a repeated statement replaced by the latest one")
+    label_sets = {
+        "stance": label_plan(old.stance_labels, new_rows["stance"], args.stance_labels),
+        "sentiment": label_plan(old.sentiment_labels, new_rows["sentiment"],
+                                args.sentiment_labels),
+    }
+    report = validate(new_rows, args.data, label_sets=label_sets)
+    if not report.ok:
+        raise DataError(report.render())
+    for head in HEADS:
+        log(describe_mapping(head, old.config.labels_of(head), label_sets[head]))
+    new_train, new_holdout = split_new(new_rows, args.holdout_fraction, args.seed)
+    original = original_splits(args.replay_data or str(bundled_corpus()), label_sets)
+    n_replay = min(len(original["train"]), math.ceil(args.replay_ratio * len(new_train)))
+    replay = original["train"].sample(n=n_replay, random_state=args.seed)
+    log(f"training on {len(new_train)} new + {n_replay} replayed rows; "
+        f"{len(new_holdout)} new rows held out")
+
+    model, tokenizer = load_model(args.from_model)
+    apply_label_sets(model, label_sets)
+    train_args = TrainArguments(
+        output=str(output), epochs=args.epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, seed=args.seed, max_seq_length=model.config.max_seq_length,
+        early_stopping_patience=args.early_stopping_patience, force=True,
+    )
+    splits = DataSplits(
+        train=pd.concat([new_train, replay], ignore_index=True),
+        validation=original["validation"],
+        test=original["test"] if not original["test"].empty else None,
+    )
+    model.train()
+    fit(model, tokenizer, splits, train_args, output)
+    metrics = finish(model, tokenizer, splits, train_args, output, args.data)
+    new = Classifier.load(output)
+    summary = {
+        "label_sets": label_sets,
+        "rows": {"new_train": len(new_train), "new_holdout": len(new_holdout),
+                 "replayed": n_replay},
+        "original_test": compare(old, new, original["test"]),
+        "new_holdout": compare(old, new, new_holdout),
+    }
+    metrics["retrain"] = summary
+    (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
+    return summary
+
+
+def format_comparison(summary: dict) -> str:
+    rows = [("data", "head", "before acc", "after acc", "before F1", "after F1")]
+    for name in ("original_test", "new_holdout"):
+        part = summary.get(name, {})
+        for head in HEADS:
+            b, a = part.get("before", {}).get(head), part.get("after", {}).get(head)
+            if a and b:
+                rows.append((name, head, f"{b['accuracy']:.3f}", f"{a['accuracy']:.3f}",
+                             f"{b['macro_f1']:.3f}", f"{a['macro_f1']:.3f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
