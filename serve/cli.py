@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing the CLI runs by default needs the Hub
+# Nothing the CLI runs by default needs the Hub; set HF_HUB_OFFLINE=0 to use a Hub id.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -63,8 +64,9 @@ def train(ctx: typer.Context) -> None:
         result = run_training(args)
     except user_errors() as err:
         fail(str(err))
-    typer.echo(format_summary(result.metrics))
-    typer.echo(f"model saved to {result.output} in {result.seconds:.0f} s")
+    if result.metrics:  # empty on non-main processes under torchrun
+        typer.echo(format_summary(result.metrics))
+        typer.echo(f"model saved to {result.output} in {result.seconds:.0f} s")
 
 
 @app.command()

@@ -218,7 +218,8 @@ def retrain(args: RetrainArguments, log=print) -> dict:
         test=original["test"] if not original["test"].empty else None,
     )
     model.train()
-    fit(model, tokenizer, splits, train_args, output)
+    if not fit(model, tokenizer, splits, train_args, output):
+        return {}
     metrics = finish(model, tokenizer, splits, train_args, output, args.data)
     new = Classifier.load(output)
     summary = {

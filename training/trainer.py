@@ -106,13 +106,18 @@ def build_model(args: TrainArguments) -> tuple[DetenteModel, PreTrainedTokenizer
     base = args.base_model or str(default_base_model())
     local = Path(base).exists()
     set_seed(args.seed)
-    model = DetenteModel.from_base_encoder(
-        base,
-        local_files_only=local,
-        stance_labels=STANCE_LABELS,
-        sentiment_labels=SENTIMENT_LABELS,
-        max_seq_length=args.max_seq_length,
-    )
+    try:
+        model = DetenteModel.from_base_encoder(
+            base,
+            local_files_only=local,
+            stance_labels=STANCE_LABELS,
+            sentiment_labels=SENTIMENT_LABELS,
+            max_seq_length=args.max_seq_length,
+        )
+    except OSError as err:
+        hint = "" if local else (
+            " (a Hub id needs network access; unset HF_HUB_OFFLINE or pass a local folder)")
+        raise ValueError(f"could not load base model {base!r}{hint}: {err}") from err
     if args.base_model is None:
         model.config.base_model = "sentence-transformers/all-MiniLM-L6-v2"
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=local)
@@ -145,6 +150,8 @@ def hf_training_arguments(args: TrainArguments, checkpoint_dir: Path) -> Trainin
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # use_cpu lets torchrun start CPU-only DDP (gloo) when there is no GPU
+        use_cpu=not torch.cuda.is_available(),
     )
 
 
@@ -164,7 +171,8 @@ def train(args: TrainArguments) -> TrainResult:
         extra_data=args.extra_data, validation_fraction=args.validation_fraction, seed=args.seed,
     )
     model, tokenizer = build_model(args)
-    fit(model, tokenizer, splits, args, output)
+    if not fit(model, tokenizer, splits, args, output):
+        return TrainResult(output=output, metrics={}, seconds=time.perf_counter() - started)
     metrics = finish(model, tokenizer, splits, args, output, data_path)
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 1)
@@ -178,8 +186,12 @@ def fit(
     splits: DataSplits,
     args: TrainArguments,
     output: Path,
-) -> None:
-    """Run the HF Trainer with early stopping; the best checkpoint ends up in ``model``."""
+) -> bool:
+    """Run the HF Trainer with early stopping; the best checkpoint ends up in ``model``.
+
+    Returns False on every process but the main one under DDP (torchrun / accelerate), so
+    that exactly one process calibrates and writes the model folder.
+    """
     config = model.config
     if args.class_weighting == "balanced":
         model.loss_weights = {
@@ -198,7 +210,10 @@ def fit(
     )
     resume = bool(args.resume) and any(checkpoint_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if not trainer.is_world_process_zero():
+        return False
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return True
 
 
 def finish(
