@@ -27,6 +27,8 @@ class TrainArguments:
     extra_data: list[str] = field(default_factory=list, metadata=_help(
         "Extra training files mixed in, e.g. sentiment-only rows "
         "(../shared/data/newsmtsc/train.jsonl). Their split column is ignored."))
+    extra_data_max_rows: int | None = field(default=None, metadata=_help(
+        "Use at most this many rows of each --extra-data file (a random sample)."))
     text_column: str = field(default="text", metadata=_help("Column holding the statement."))
     stance_column: str = field(default="stance", metadata=_help("Column holding the stance label."))
     sentiment_column: str = field(default="sentiment", metadata=_help(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from training.data import ColumnNames, DataError, load_labelled
-from training.validation import validate
+from training.validation import normalise_text, validate
 
 
 @dataclass
@@ -65,6 +65,40 @@ def choose_strata(frame: pd.DataFrame, validation_fraction: float) -> pd.Series 
     return None
 
 
+def load_extra(
+    path: str,
+    label_sets: dict[str, Sequence[str]],
+    *,
+    max_rows: int | None,
+    seed: int,
+    log: Callable[[str], None],
+) -> pd.DataFrame:
+    """Extra (often single-head) training rows from a public source, cleaned with a report.
+
+    Such files routinely hold unlabelled rows, repeats and a few contradictions; they are
+    only ever training material, so instead of refusing them, those rows are left out and
+    the counts printed. Unknown labels and empty texts still stop the run.
+    """
+    frame = load_labelled(path, ColumnNames()).drop(columns=["split"], errors="ignore")
+    heads = [h for h in label_sets if h in frame.columns]
+    unlabelled = frame[heads].isna().all(axis=1)
+    frame = frame[~unlabelled]
+    keys = frame["text"].map(lambda t: normalise_text(t) if isinstance(t, str) else "")
+    label_count = frame.assign(_k=keys).groupby("_k")[heads].nunique(dropna=False).max(axis=1)
+    conflicting = keys.map(label_count) > 1
+    repeated = keys.duplicated(keep="first") & ~conflicting
+    frame = frame[~conflicting & ~repeated]
+    log(f"{path}: left out {int(unlabelled.sum())} unlabelled, {int(conflicting.sum())} "
+        f"conflicting and {int(repeated.sum())} repeated rows; {len(frame)} rows remain")
+    report = validate(frame.reset_index(drop=True), path, label_sets=label_sets)
+    if not report.ok:
+        raise DataError(report.render())
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed)
+        log(f"{path}: using a random sample of {max_rows} rows (--extra-data-max-rows)")
+    return frame.reset_index(drop=True)
+
+
 def load_splits(
     data: str,
     *,
@@ -75,6 +109,8 @@ def load_splits(
     extra_data: Sequence[str] = (),
     validation_fraction: float = 0.15,
     seed: int = 42,
+    extra_data_max_rows: int | None = None,
+    log: Callable[[str], None] = print,
 ) -> DataSplits:
     frame = load_checked(data, columns, label_sets)
     train, validation, test = split_frame(
@@ -93,8 +129,7 @@ def load_splits(
     if len(train) == 0:
         raise DataError(f"{data}: no training rows")
     for path in extra_data:
-        extra = load_checked(path, ColumnNames(), label_sets)
-        extra = extra.drop(columns=["split"], errors="ignore")
+        extra = load_extra(path, label_sets, max_rows=extra_data_max_rows, seed=seed, log=log)
         train = pd.concat([train, extra], ignore_index=True)
     return DataSplits(
         train=train.reset_index(drop=True),

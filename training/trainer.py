@@ -169,6 +169,7 @@ def train(args: TrainArguments) -> TrainResult:
         data_path, columns=columns, label_sets=label_sets,
         validation_data=args.validation_data, test_data=args.test_data,
         extra_data=args.extra_data, validation_fraction=args.validation_fraction, seed=args.seed,
+        extra_data_max_rows=args.extra_data_max_rows,
     )
     model, tokenizer = build_model(args)
     if not fit(model, tokenizer, splits, args, output):

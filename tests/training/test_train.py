@@ -82,3 +82,22 @@ def test_config_file_and_overrides(tmp_path):
     config.write_text("epoch: 2\n")
     with pytest.raises(ValueError, match="unknown argument"):
         TrainArguments.from_file(config)
+
+
+def test_extra_sentiment_only_data_is_cleaned_and_mixed_in(
+    tmp_path, labelled_file, tiny_encoder_dir
+):
+    from tests.conftest import write_jsonl
+
+    extra = write_jsonl(tmp_path / "extra.jsonl", [
+        {"text": "Markets rallied after the announcement.", "sentiment": "positive"},
+        {"text": "Markets rallied after the announcement.", "sentiment": "positive"},
+        {"text": "The senator lost his seat.", "sentiment": None},
+        {"text": "Prices fell.", "sentiment": "negative"},
+        {"text": "Prices fell!", "sentiment": "positive"},
+        {"text": "The vote is on Tuesday.", "sentiment": "neutral", "split": "test"},
+    ])
+    result = train(tiny_args(tmp_path, labelled_file, tiny_encoder_dir, epochs=1,
+                             extra_data=[str(extra)]))
+    # 27 of the 36 labelled rows train (the rest validate) plus 2 clean extra rows
+    assert result.metrics["rows"]["train"] == 36 - result.metrics["rows"]["validation"] + 2
