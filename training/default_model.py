@@ -1,34 +1,60 @@
-"""Finding the default model, and training it on first use."""
+"""Finding the default model, and training it on first use.
+
+The default model is a product of the bundled corpus. When the corpus changes (a ``git pull``
+brought new rows), a model trained on the old one is stale: it is retrained, with a message,
+the next time something needs it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
-from model.paths import default_model_dir
+from model.paths import bundled_corpus, default_model_dir
 
 
 class DefaultModelMissing(RuntimeError):
     """No default model yet and training it was not allowed."""
 
 
+def corpus_fingerprint(path: Path | None = None) -> str:
+    path = path or bundled_corpus()
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+def trained_fingerprint(folder: Path) -> str | None:
+    summary = folder / "training_summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text()).get("corpus_fingerprint")
+    except json.JSONDecodeError:
+        return None
+
+
 def ensure_default_model(train_if_missing: bool = True) -> Path:
-    """The default model folder; trains it from the bundled corpus first if it is not there."""
+    """The default model folder; (re)trains it from the bundled corpus when absent or stale."""
     folder = default_model_dir()
-    if (folder / "config.json").is_file():
+    exists = (folder / "config.json").is_file()
+    current = corpus_fingerprint()
+    if exists and trained_fingerprint(folder) in (current, None):
         return folder
     if not train_if_missing:
-        raise DefaultModelMissing(
-            f"no default model in {folder}; run `detente train` to build it"
-        )
+        if exists:
+            return folder
+        raise DefaultModelMissing(f"no default model in {folder}; run `detente train` to build it")
+    reason = ("the bundled corpus changed since it was trained" if exists
+              else "there is none yet")
     print(
-        f"No default model in {folder} yet: training it from the bundled corpus first "
-        "(a few minutes on a laptop CPU; this happens once).",
+        f"Training the default model in {folder} because {reason} (about 3-5 minutes on a "
+        "laptop CPU; this happens once).",
         file=sys.stderr,
     )
     from training.arguments import TrainArguments
     from training.trainer import format_summary, train
 
-    result = train(TrainArguments(output=str(folder)))
+    result = train(TrainArguments(output=str(folder), force=True))
     print(format_summary(result.metrics), file=sys.stderr)
     return result.output

@@ -228,7 +228,10 @@ def finish(
     """Calibrate on validation, measure on test, save atomically with a model card."""
     model.eval()
     classifier = Classifier(model, tokenizer)
-    metrics: dict = {"arguments": asdict(args), "rows": {
+    from training.default_model import corpus_fingerprint
+
+    metrics: dict = {"arguments": asdict(args),
+                     "corpus_fingerprint": corpus_fingerprint(Path(data_path)), "rows": {
         "train": len(splits.train), "validation": len(splits.validation),
         "test": 0 if splits.test is None else len(splits.test),
     }}
