@@ -133,3 +133,15 @@ def corpus_file(tmp_path) -> Path:
                          "speaker_type": "spokesperson", "form": "reported", "hard": False,
                          "rule": None, "split": split})
     return write_jsonl(tmp_path / "corpus.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The real default model, trained from the bundled corpus if absent (slow tests only).
+
+    It lives where users get it (``$DETENTE_HOME`` or the user cache), so CI trains it once
+    and later runs of the suite, the demo and the notebook reuse it.
+    """
+    from training.default_model import ensure_default_model
+
+    return ensure_default_model()
