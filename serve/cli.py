@@ -131,6 +131,11 @@ app.command()(evaluate)
 app.command()(retrain)
 
 
+from serve.cli_demo import demo  # noqa: E402
+
+app.command()(demo)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,287 @@
+"""The demo's batch tab: read pasted lines or an upload, score them, chart and save them.
+
+The output has the columns of ``detente score`` (issue 5): every input column, then
+``stance``, ``p_<label>`` per stance label, ``sentiment``, ``sentiment_score``,
+``model_version`` and ``error``; an ``id`` (the 1-based row number) is added when the input
+has none. A row that cannot be scored (missing, empty, non-text or over-long text) keeps its
+place with the reason in ``error``: nothing is dropped silently. Input columns whose names
+collide with an output column (a labelled file's gold ``stance``) are kept as ``input_<name>``.
+
+Scoring runs in memory in chunks, so a single-statement request waits for one chunk at most
+(see ``serve.runner``). ``serve.scoring.score_file`` is the tool for large files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from serve.runner import ModelRunner
+from training.data import DataError, detect_format, read_table
+
+CHUNK_ROWS = 64
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+STANCE_COLOURS = {"pro_negotiation": "#2a9d8f", "accusatory": "#d1495b", "neutral": "#8d99ae"}
+OUTPUT_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """What one batch request may hold; past these the user gets a message, not a hang."""
+
+    max_rows: int = 5_000
+    max_bytes: int = 5 * 1024 * 1024
+    max_chars: int = 2_000
+
+
+class BatchError(ValueError):
+    """An input the batch tab cannot score as a whole; the message says what to change."""
+
+
+@dataclass
+class BatchResult:
+    table: pd.DataFrame  # the scored rows, in input order
+    fmt: str  # the output format: the upload's own, csv for pasted lines
+    seconds: float
+    source: str
+
+
+def read_pasted(text: str, limits: BatchLimits) -> pd.DataFrame:
+    """One statement per non-blank line, numbered from 1."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        raise BatchError("paste at least one statement (one per line) or upload a file")
+    check_row_count(len(lines), limits)
+    return pd.DataFrame({"id": [str(i) for i in range(1, len(lines) + 1)], "text": lines})
+
+
+def read_upload(
+    path: str | Path, limits: BatchLimits, text_column: str = "text", id_column: str = "id"
+) -> tuple[pd.DataFrame, str]:
+    """Read an uploaded CSV/TSV/JSONL/Parquet file within the limits; returns (table, format)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise BatchError(
+            f"the file is {size / 2**20:.1f} MB; the demo takes files up to "
+            f"{limits.max_bytes / 2**20:.0f} MB. Score larger files with detente score."
+        )
+    try:
+        fmt = detect_format(path)
+        frame = read_table(path, fmt)
+    except DataError as err:
+        raise BatchError(str(err).replace(str(path), path.name)) from err
+    text_column = (text_column or "text").strip()
+    if text_column not in frame.columns:
+        raise BatchError(
+            f"the file has no column {text_column!r}; its columns are {list(frame.columns)}. "
+            "Name the text column in 'Text column'."
+        )
+    if len(frame) == 0:
+        raise BatchError("the file has a header but no rows")
+    check_row_count(len(frame), limits)
+    return normalise_input(frame, text_column, (id_column or "id").strip()), fmt
+
+
+def check_row_count(rows: int, limits: BatchLimits) -> None:
+    if rows > limits.max_rows:
+        raise BatchError(
+            f"{rows:,} statements; the demo scores at most {limits.max_rows:,} at once. "
+            "Split the file, or score it with detente score."
+        )
+
+
+def normalise_input(frame: pd.DataFrame, text_column: str, id_column: str) -> pd.DataFrame:
+    """Canonical ``id`` and ``text`` columns first; colliding columns renamed ``input_*``."""
+    frame = frame.reset_index(drop=True)
+    ids = frame[id_column] if id_column in frame.columns else pd.Series(
+        [str(i) for i in range(1, len(frame) + 1)])
+    texts = frame[text_column]
+    rest = frame.drop(columns=[c for c in (text_column, id_column) if c in frame.columns])
+    out = pd.DataFrame({"id": ids.to_numpy(dtype=object), "text": texts.to_numpy(dtype=object)})
+    for column in rest.columns:
+        name = str(column)
+        out[name if name not in RESERVED else f"input_{name}"] = rest[column].to_numpy()
+    return out
+
+
+RESERVED = {"id", "text", "stance", "sentiment", "sentiment_score", "model_version", "error"}
+
+
+def row_error(value: object, max_chars: int) -> str | None:
+    """Why a text cannot be scored, or None when it can."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing text"
+    if not isinstance(value, str):
+        return f"text is not a string ({type(value).__name__})"
+    if not value.strip():
+        return "empty text"
+    if len(value) > max_chars:
+        return f"text longer than {max_chars:,} characters (use detente score)"
+    return None
+
+
+def score_table(
+    frame: pd.DataFrame,
+    runner: ModelRunner,
+    limits: BatchLimits,
+    progress: Callable[[float, str], None] | None = None,
+) -> pd.DataFrame:
+    """Add the prediction columns to ``frame`` (which has ``id`` and ``text``)."""
+    errors = [row_error(v, limits.max_chars) for v in frame["text"]]
+    good = [i for i, e in enumerate(errors) if e is None]
+    stance = np.full((len(frame), len(runner.stance_labels)), np.nan)
+    sentiment = np.full((len(frame), len(runner.sentiment_labels)), np.nan)
+    for start in range(0, len(good), CHUNK_ROWS):
+        rows = good[start : start + CHUNK_ROWS]
+        stance[rows], sentiment[rows] = runner.proba([frame["text"].iloc[i] for i in rows])
+        if progress is not None:
+            done = start + len(rows)
+            progress(done / len(good), f"scored {done:,} of {len(good):,}")
+    return add_prediction_columns(frame, stance, sentiment, errors, runner)
+
+
+def add_prediction_columns(
+    frame: pd.DataFrame,
+    stance: np.ndarray,
+    sentiment: np.ndarray,
+    errors: list[str | None],
+    runner: ModelRunner,
+) -> pd.DataFrame:
+    out = frame.copy()
+    ok = np.array([e is None for e in errors])
+    stance_labels, sentiment_labels = runner.stance_labels, runner.sentiment_labels
+    out["stance"] = pick_labels(stance, stance_labels, ok)
+    for j, label in enumerate(stance_labels):
+        out[f"p_{label}"] = np.round(stance[:, j], 6)
+    out["sentiment"] = pick_labels(sentiment, sentiment_labels, ok)
+    score = sentiment[:, sentiment_labels.index("positive")] - sentiment[
+        :, sentiment_labels.index("negative")]
+    out["sentiment_score"] = np.round(score, 6)
+    out["model_version"] = runner.classifier.model_version
+    out["error"] = pd.Series(errors, dtype=object)
+    return out
+
+
+def pick_labels(probs: np.ndarray, labels: list[str], ok: np.ndarray) -> pd.Series:
+    best = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
+    return pd.Series([labels[b] if good else None for b, good in zip(best, ok)], dtype=object)
+
+
+def display_table(scored: pd.DataFrame, stance_labels: list[str]) -> pd.DataFrame:
+    """The columns a person reads on screen; the download has everything."""
+    columns = ["id", "text", "stance", *[f"p_{label}" for label in stance_labels],
+               "sentiment", "sentiment_score", "error"]
+    view = scored[columns].copy()
+    numeric = [c for c in columns if c.startswith("p_")] + ["sentiment_score"]
+    view[numeric] = view[numeric].round(3)
+    view["text"] = view["text"].map(lambda t: t if isinstance(t, str) else "")
+    view["error"] = view["error"].map(lambda e: e or "")
+    return view
+
+
+def escape_formula(value: object) -> object:
+    """Stop a spreadsheet from running a cell as a formula (``=cmd()``, ``@SUM``, ...)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_scored(scored: pd.DataFrame, fmt: str, folder: Path, stem: str = "scored") -> Path:
+    """Write the scored table in ``fmt`` (csv, tsv, jsonl, parquet) under ``folder``."""
+    fmt = fmt if fmt in OUTPUT_SUFFIX else "csv"
+    path = folder / f"{stem}{OUTPUT_SUFFIX[fmt]}"
+    if fmt in ("csv", "tsv"):
+        text_columns = [c for c in scored.columns if scored[c].dtype == object
+                        or pd.api.types.is_string_dtype(scored[c])]
+        safe = scored.copy()
+        for column in text_columns:
+            safe[column] = safe[column].map(escape_formula)
+        safe.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    elif fmt == "jsonl":
+        scored.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        scored.astype({"id": str}).to_parquet(path, index=False)
+    return path
+
+
+def stance_chart(scored: pd.DataFrame, labels: list[str]) -> Figure:
+    """Bar chart: how many statements got each stance label (rows with errors left out)."""
+    counts = scored["stance"].value_counts().reindex(labels, fill_value=0)
+    total = max(int(counts.sum()), 1)
+    fig = Figure(figsize=(5.6, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    bars = ax.bar(labels, counts.to_numpy(),
+                  color=[STANCE_COLOURS.get(label, "#577590") for label in labels])
+    ax.bar_label(bars, labels=[f"{c:,} ({100 * c / total:.0f}%)" for c in counts], padding=2)
+    ax.set_ylabel("statements")
+    ax.set_title("Stance distribution")
+    ax.set_ylim(0, max(1, int(counts.max())) * 1.2)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def sentiment_histogram(scored: pd.DataFrame) -> Figure:
+    """Histogram of sentiment scores on the fixed -1..1 scale, with the mean marked."""
+    scores = scored["sentiment_score"].dropna().to_numpy()
+    fig = Figure(figsize=(5.6, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(scores, bins=np.linspace(-1, 1, 21), color="#577590", edgecolor="white")
+    if len(scores):
+        mean = float(scores.mean())
+        ax.axvline(mean, color="#222222", linestyle="--", linewidth=1)
+        ax.annotate(f"mean {mean:+.2f}", (mean, 0.95), xycoords=("data", "axes fraction"),
+                    xytext=(4, 0), textcoords="offset points", va="top")
+    ax.set_xlim(-1, 1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("sentiment score  (negative -1 … +1 positive)")
+    ax.set_ylabel("statements")
+    ax.set_title("Sentiment scores")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def summary_markdown(result: BatchResult, stance_labels: list[str]) -> str:
+    table = result.table
+    n, errors = len(table), int(table["error"].notna().sum())
+    seconds = max(result.seconds, 1e-3)
+    took = f"{seconds:.2f} s" if seconds < 10 else f"{seconds:,.0f} s"
+    lines = [f"Scored **{n - errors:,}** of {n:,} statements from {result.source} in {took} "
+             f"({(n - errors) / seconds:,.0f}/s)."]
+    if errors:
+        lines.append(f"**{errors:,} row(s) could not be scored**; they keep their place with "
+                     "the reason in the `error` column.")
+    shares = table["stance"].value_counts(normalize=True)
+    lines.append("Stance: " + ", ".join(
+        f"{label} {100 * shares.get(label, 0.0):.0f}%" for label in stance_labels) + ".")
+    return "  \n".join(lines)
+
+
+def run_batch(
+    runner: ModelRunner,
+    limits: BatchLimits,
+    *,
+    pasted: str | None,
+    upload: str | Path | None,
+    text_column: str = "text",
+    id_column: str = "id",
+    progress: Callable[[float, str], None] | None = None,
+) -> BatchResult:
+    """Read (file wins over pasted lines), score, and time one batch."""
+    if upload:
+        frame, fmt = read_upload(upload, limits, text_column, id_column)
+        source = f"`{Path(upload).name}`"
+    else:
+        frame, fmt, source = read_pasted(pasted or "", limits), "csv", "the pasted lines"
+    started = time.perf_counter()
+    scored = score_table(frame, runner, limits, progress)
+    return BatchResult(scored, fmt, time.perf_counter() - started, source)

@@ -1,0 +1,104 @@
+"""One loaded classifier shared by every request of the demo, one forward pass at a time.
+
+Why a lock: the Rust fast tokenizer raises "Already borrowed" when two threads change its
+truncation settings at once, and on a 2-core machine two concurrent forward passes only
+slow each other down (torch already uses every core for one). Why a *fair* (FIFO) lock:
+a batch job scores its rows in chunks and re-acquires the lock after each one; with a
+plain lock it could win every time and starve a single-statement request for the whole
+batch. In FIFO order a waiting request runs after at most one chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from model.classifier import Classifier, Prediction
+from serve.explain import DEFAULT_MAX_UNITS, Explanation, explain
+
+
+class FairLock:
+    """A mutex granted in the order it was requested."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    def __enter__(self) -> FairLock:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+            while self._held or self._waiting[0] is not ticket:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
+class ModelRunner:
+    """Thread-safe access to a Classifier for the demo's handlers."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.lock = FairLock()
+
+    @property
+    def stance_labels(self) -> list[str]:
+        return self.classifier.stance_labels
+
+    @property
+    def sentiment_labels(self) -> list[str]:
+        return self.classifier.sentiment_labels
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.classifier.config.max_seq_length)
+
+    def proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated ``(stance, sentiment)`` probabilities, all texts in one padded batch."""
+        texts = list(texts)
+        with self.lock:
+            return self.classifier.predict_proba(texts, batch_size=max(1, len(texts)))
+
+    def predict(self, text: str) -> Prediction:
+        stance, sentiment = self.proba([text])
+        return self.classifier.to_predictions(stance, sentiment)[0]
+
+    def token_count(self, text: str) -> int:
+        """Tokens in ``text`` including special tokens, before any truncation."""
+        with self.lock:
+            return len(self.classifier.tokenizer(text, verbose=False)["input_ids"])
+
+    def window_end(self, text: str) -> int | None:
+        """Character offset where the model's token window ends; None if it reads it all."""
+        tokenizer = self.classifier.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            return None
+        with self.lock:
+            encoded = tokenizer(
+                text, truncation=True, max_length=self.max_tokens,
+                return_offsets_mapping=True, verbose=False,
+            )
+        ends = [end for start, end in encoded["offset_mapping"] if end > start]
+        if not ends or max(ends) >= len(text.rstrip()):
+            return None
+        return max(ends)
+
+    def explain(self, text: str, max_units: int = DEFAULT_MAX_UNITS) -> Explanation:
+        """Word occlusion of the predicted stance: one forward pass for all variants."""
+        return explain(
+            text,
+            lambda texts: self.proba(texts)[0],
+            self.stance_labels,
+            window_end=self.window_end(text),
+            max_units=max_units,
+        )

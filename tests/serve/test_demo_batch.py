@@ -1,0 +1,116 @@
+"""The batch tab's reading, scoring and writing, without a server."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from serve.demo_batch import (
+    BatchError,
+    BatchLimits,
+    escape_formula,
+    read_pasted,
+    read_upload,
+    run_batch,
+    sentiment_histogram,
+    stance_chart,
+    write_scored,
+)
+from serve.runner import ModelRunner
+from training.data import read_table
+
+LIMITS = BatchLimits(max_rows=50, max_bytes=20_000, max_chars=300)
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_classifier) -> ModelRunner:
+    return ModelRunner(tiny_classifier)
+
+
+def test_pasted_lines_skip_blanks_and_are_numbered():
+    frame = read_pasted("first\n\n  second  \n\n", LIMITS)
+    assert frame.to_dict("list") == {"id": ["1", "2"], "text": ["first", "second"]}
+
+
+def test_too_many_rows_get_a_clear_message(tmp_path):
+    with pytest.raises(BatchError, match="51 statements; the demo scores at most 50"):
+        read_pasted("\n".join(f"s{i}" for i in range(51)), LIMITS)
+    path = tmp_path / "big.csv"
+    pd.DataFrame({"text": [f"s{i}" for i in range(51)]}).to_csv(path, index=False)
+    with pytest.raises(BatchError, match="detente score"):
+        read_upload(path, LIMITS)
+
+
+def test_too_large_a_file_gets_a_clear_message(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("text\n" + "x" * 30_000 + "\n", encoding="utf-8")
+    with pytest.raises(BatchError, match="files up to"):
+        read_upload(path, LIMITS)
+
+
+def test_a_missing_text_column_is_named(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("body,id\nhello,1\n", encoding="utf-8")
+    with pytest.raises(BatchError, match="no column 'text'.*'body'"):
+        read_upload(path, LIMITS)
+    frame, fmt = read_upload(path, LIMITS, text_column="body")
+    assert fmt == "csv" and frame["text"].tolist() == ["hello"]
+
+
+def test_bad_rows_keep_their_place_with_the_reason(tmp_path, runner):
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": "a", "text": "We are ready to talk."}, {"id": "b", "text": "   "},
+            {"id": "c", "text": None}, {"id": "d", "text": 42},
+            {"id": "e", "text": "x" * 301}, {"id": "f", "text": "They shelled the port."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run_batch(runner, LIMITS, pasted="ignored", upload=path)
+    table = result.table
+    assert table["id"].tolist() == list("abcdef") and result.fmt == "jsonl"
+    assert table["error"].tolist() == [
+        None, "empty text", "missing text", "text is not a string (int)",
+        "text longer than 300 characters (use detente score)", None]
+    assert table["stance"].notna().tolist() == [True, False, False, False, False, True]
+    probs = table[["p_pro_negotiation", "p_accusatory", "p_neutral"]].iloc[[0, 5]].sum(axis=1)
+    assert probs.round(4).tolist() == [1.0, 1.0]
+    assert set(table["model_version"]) == {runner.classifier.model_version}
+
+
+def test_output_keeps_input_columns_and_renames_collisions(tmp_path, runner):
+    path = tmp_path / "gold.csv"
+    pd.DataFrame({"text": ["Talks now.", "They lied."], "stance": ["pro_negotiation",
+                  "accusatory"], "source": ["x", "y"]}).to_csv(path, index=False)
+    table = run_batch(runner, LIMITS, pasted=None, upload=path).table
+    assert table["id"].tolist() == ["1", "2"]
+    assert table["input_stance"].tolist() == ["pro_negotiation", "accusatory"]
+    assert table["source"].tolist() == ["x", "y"]
+    assert list(table.columns[-7:]) == ["p_pro_negotiation", "p_accusatory", "p_neutral",
+                                        "sentiment", "sentiment_score", "model_version", "error"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_the_scored_file_reads_back_with_every_row(tmp_path, runner, fmt):
+    result = run_batch(runner, LIMITS, pasted="one\n=HYPERLINK(\"x\")\nthree", upload=None)
+    path = write_scored(result.table, fmt, tmp_path)
+    back = read_table(path)
+    assert len(back) == 3 and back["id"].astype(str).tolist() == ["1", "2", "3"]
+    if fmt in ("csv", "tsv"):
+        assert back["text"].tolist()[1] == "'=HYPERLINK(\"x\")"  # not a live formula
+        assert float(back["sentiment_score"].iloc[0]) == pytest.approx(
+            result.table["sentiment_score"].iloc[0], abs=1e-6)
+
+
+def test_formula_escaping_leaves_numbers_and_plain_text():
+    assert escape_formula("@SUM(A1)") == "'@SUM(A1)"
+    assert escape_formula("-negative tone") == "'-negative tone"
+    assert escape_formula("plain") == "plain" and escape_formula(-0.5) == -0.5
+
+
+def test_charts_are_figures_with_every_label(runner):
+    result = run_batch(runner, LIMITS, pasted="a\nb\nc", upload=None)
+    bars = stance_chart(result.table, runner.stance_labels)
+    labels = [t.get_text() for t in bars.axes[0].get_xticklabels()]
+    assert labels == runner.stance_labels
+    hist = sentiment_histogram(result.table)
+    assert hist.axes[0].get_xlim() == (-1.0, 1.0)
