@@ -135,6 +135,10 @@ from serve.cli_demo import demo  # noqa: E402
 
 app.command()(demo)
 
+from serve.cli_score import score  # noqa: E402
+
+app.command()(score)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,143 @@
+"""ONNX Runtime backends: fp32 equal to torch, int8 measured, a cache that follows the weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+
+from serve import onnx_backend as ox
+from serve.backends import choose_fastest, is_acceptable, load_backend, resolve_backend
+
+TEXTS = [
+    "Talks.",
+    "We are ready to sit down with them tomorrow and talk about a ceasefire.",
+    "The junta shelled the villages again and murdered dozens of civilians, the governor "
+    "said on Sunday, adding that the rebels had ignored every call for a humanitarian pause.",
+    "Two rockets struck the port district overnight.",
+    "It is not us who walked away from the talks, it is them.",
+    "word " * 120,  # longer than the tiny model's 64 tokens: truncated the same way
+]
+
+
+@pytest.fixture(scope="module")
+def model_copy(tiny_model_dir, tmp_path_factory):
+    """A private copy, so the ONNX cache written here is not shared with other tests."""
+    folder = tmp_path_factory.mktemp("onnx-model") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def torch_probs(model_copy):
+    return load_backend(model_copy, "torch").predict_proba(TEXTS * 3, batch_size=4)
+
+
+def test_onnx_fp32_matches_torch_within_1e4_at_any_batch_shape(model_copy, torch_probs):
+    backend = load_backend(model_copy, "onnx")
+    assert backend.name == "onnx"
+    for batch_size in (1, 3, 32):
+        stance, sentiment = backend.predict_proba(TEXTS * 3, batch_size=batch_size)
+        np.testing.assert_allclose(stance, torch_probs[0], atol=1e-4)
+        np.testing.assert_allclose(sentiment, torch_probs[1], atol=1e-4)
+    shapes = {i.name: i.shape for i in backend.session.get_inputs()}
+    assert shapes["input_ids"] == ["batch", "sequence"]
+    assert set(shapes) == {"input_ids", "attention_mask", "token_type_ids"}
+
+
+def test_export_is_cached_and_redone_when_the_weights_change(model_copy, tmp_path):
+    from model import load_model, save_model
+    from model.persistence import weights_hash
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_copy, folder)
+    first = resolve_backend(folder, "onnx")
+    stamp = first.graph.stat().st_mtime_ns
+    assert resolve_backend(folder, "onnx").graph.stat().st_mtime_ns == stamp  # reused
+    index = json.loads((folder / "onnx" / "cache.json").read_text())
+    assert index["weights_hash"] == weights_hash(folder)
+
+    model, tokenizer = load_model(folder)
+    with torch.no_grad():
+        model.stance_head.bias += torch.tensor([3.0, 0.0, 0.0])
+    save_model(model, tokenizer, folder)
+    second = resolve_backend(folder, "onnx")
+    assert second.version != first.version
+    assert json.loads((folder / "onnx" / "cache.json").read_text())["weights_hash"] == \
+        second.version
+    onnx_stance, _ = load_backend(folder, "onnx").predict_proba(TEXTS)
+    torch_stance, _ = load_backend(folder, "torch").predict_proba(TEXTS)
+    np.testing.assert_allclose(onnx_stance, torch_stance, atol=1e-4)
+
+
+def test_int8_runs_and_its_agreement_with_fp32_is_measured(model_copy, torch_probs):
+    backend = load_backend(model_copy, "onnx-int8")
+    assert backend.name == "onnx-int8"
+    stance, _ = backend.predict_proba(TEXTS * 3)
+    agreement = float((stance.argmax(1) == torch_probs[0].argmax(1)).mean())
+    assert 0.0 <= agreement <= 1.0
+    assert np.abs(stance - torch_probs[0]).max() < 0.05  # quantized, yet close
+    graph = onnx.load(str(resolve_backend(model_copy, "onnx-int8").graph))
+    ops = {node.op_type for node in graph.graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
+    heads = [n for n in graph.graph.node if "stance_head" in n.name]
+    assert heads and {n.op_type for n in heads} <= {"Gemm", "MatMul", "Add"}  # heads stay fp32
+
+
+def test_excluded_nodes_stay_fp32(model_copy, tmp_path):
+    fp32 = ox.ensure_fp32(model_copy, resolve_backend(model_copy, "torch").version)
+    nodes = ox.quantizable_nodes(fp32)
+    keep = [n for n in nodes if "layer.1/output/dense" in n]
+    assert keep
+    target = tmp_path / "q.onnx"
+    ox.quantize_int8(fp32, target, ox.Int8Config(per_channel=True, exclude=tuple(keep)))
+    names = {n.name: n.op_type for n in onnx.load(str(target)).graph.node}
+    assert names[keep[0]] == "MatMul"
+    assert ox.Int8Config(True, tuple(keep)).tag() != ox.Int8Config(True).tag()
+
+
+def test_auto_follows_a_selection_for_these_weights_only(model_copy, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_copy, folder)
+    assert resolve_backend(folder, "auto").name == "onnx"  # no benchmark yet: lossless onnx
+    version = resolve_backend(folder, "torch").version
+    ox.write_selection(folder, version, {"backend": "onnx-int8",
+                                         "int8": {"per_channel": True, "exclude": []}})
+    assert resolve_backend(folder, "auto").name == "onnx-int8"
+    ox.write_selection(folder, "someothermodel", {"backend": "torch"})
+    assert resolve_backend(folder, "auto").name == "onnx"  # stale selection ignored
+
+
+def test_selection_rule():
+    torch_fp32 = {"backend": "torch", "statements_per_s": 90, "stance_agreement": 1.0,
+                  "macro_f1_drop": 0.0}
+    onnx_fp32 = {"backend": "onnx", "statements_per_s": 120, "stance_agreement": 1.0,
+                 "macro_f1_drop": 0.0}
+    int8_bad = {"backend": "onnx-int8", "statements_per_s": 200, "stance_agreement": 0.93,
+                "macro_f1_drop": 0.001}
+    int8_f1 = {"backend": "onnx-int8", "statements_per_s": 190, "stance_agreement": 0.995,
+               "macro_f1_drop": 0.006}
+    int8_ok = {"backend": "onnx-int8", "statements_per_s": 180, "stance_agreement": 0.992,
+               "macro_f1_drop": 0.004}
+    assert choose_fastest([torch_fp32, onnx_fp32, int8_bad, int8_f1]) is onnx_fp32
+    assert choose_fastest([torch_fp32, onnx_fp32, int8_bad, int8_f1, int8_ok]) is int8_ok
+    no_gold = {**int8_ok, "macro_f1_drop": None}
+    assert not is_acceptable(no_gold) and is_acceptable({**onnx_fp32, "macro_f1_drop": None})
+
+
+def test_score_file_with_onnx_matches_torch(model_copy, tmp_path):
+    from serve.scoring import score_file
+
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": TEXTS * 2}).to_csv(src, index=False)
+    score_file(src, tmp_path / "t.parquet", model=model_copy, backend="torch", progress=False)
+    score_file(src, tmp_path / "o.parquet", model=model_copy, backend="onnx", progress=False)
+    a, b = pd.read_parquet(tmp_path / "t.parquet"), pd.read_parquet(tmp_path / "o.parquet")
+    columns = ["p_pro_negotiation", "p_accusatory", "p_neutral", "sentiment_score"]
+    np.testing.assert_allclose(a[columns].to_numpy(), b[columns].to_numpy(), atol=1e-4)
+    assert (a["model_version"] == b["model_version"]).all()
