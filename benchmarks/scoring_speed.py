@@ -13,10 +13,11 @@ In one process, on the same statements (the test split of ``--data``), it measur
 For each: statements/s (median of ``--rounds`` interleaved rounds, so load from other
 processes hits every backend alike), stance and sentiment label agreement with torch
 fp32, the largest probability difference, stance macro-F1 on the gold labels and its
-drop against torch fp32, and single-statement latency (p50/p95). Then it applies the
-rule of ``serve.backends.choose_fastest`` (>= 99 % stance agreement, <= 0.5 macro-F1
-points lost) and, unless ``--no-select``, writes ``selection.json`` into the model's
-ONNX cache so ``detente score --backend auto`` uses the winner for these weights.
+drop against torch fp32, and single-statement latency (p50/p95). It reports which
+variants would meet the rule of ``serve.backends.choose_fastest`` (>= 99 % stance
+agreement, <= 0.5 macro-F1 points lost) on these statements, but it never writes the
+``auto`` choice: that is made on the validation split by ``serve.backends.select_backend``
+(run by ``detente train``), since tuning on the test split would overstate the result.
 
 Results: ``benchmarks/results/scoring_speed.json`` and ``.md``. The full run, on the
 final default model, quietly (nothing else running):
@@ -71,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="",
                         help="a sentence for the results (what else ran, why this size)")
     parser.add_argument("--no-select", action="store_true",
-                        help="measure only; do not write selection.json for --backend auto")
+                        help="accepted for old command lines; this benchmark never writes "
+                        "selection.json (serve.backends.select_backend does, on validation)")
     return parser.parse_args(argv)
 
 
@@ -264,8 +266,10 @@ def to_markdown(report: dict) -> str:
             f"{'yes' if row.get('qualifies') else 'no'} |"
         )
     chosen = report["selection"]
-    lines += ["", f"`--backend auto` for these weights: **{chosen['variant']}** "
-              f"({chosen['backend']}); rule: {report['rule']}."]
+    lines += ["", f"Fastest variant meeting the rule on these statements: "
+              f"**{chosen['variant']}** ({chosen['backend']}); rule: {report['rule']}. "
+              "`--backend auto` follows the choice made on the validation split by "
+              "`serve.backends.select_backend` (run by `detente train`), not this table."]
     if report.get("note"):
         lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
@@ -275,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
     from model.paths import bundled_corpus
-    from serve import onnx_backend as ox
     from serve.backends import choose_fastest, is_acceptable, resolve_model_dir
 
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -317,13 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     if not any(g for g in gold):
         report["note"] = (args.note + " " if args.note else "") + (
             "No gold labels: int8 variants cannot qualify (F1 unchecked).")
-    if not args.no_select and chosen.get("variant"):
-        selection = {k: chosen[k] for k in ("backend", "variant", "int8")}
-        selection["evidence"] = {k: chosen[k] for k in ("statements_per_s", "stance_agreement",
-                                                        "macro_f1_drop")}
-        selection["measured"] = report["created"]
-        report["selection_file"] = str(ox.write_selection(model_dir, info["model_version"],
-                                                          selection))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scoring_speed.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "scoring_speed.md").write_text(to_markdown(report))

@@ -88,12 +88,14 @@ class DetenteModel(PreTrainedModel):
         base_model: str | Path,
         *,
         local_files_only: bool = True,
+        allow_pickle: bool = False,
         **config_kwargs,
     ) -> DetenteModel:
         """A fresh model on top of a pretrained encoder (a local folder or a Hub id).
 
         The heads start random; the encoder weights are copied in after construction so that
-        weight initialisation can never overwrite them.
+        weight initialisation can never overwrite them. Only safetensors weights load unless
+        ``allow_pickle`` (a pickled ``pytorch_model.bin`` can run code when loaded).
         """
         encoder_config = AutoConfig.from_pretrained(base_model, local_files_only=local_files_only)
         config = DetenteConfig(
@@ -101,7 +103,8 @@ class DetenteModel(PreTrainedModel):
         )
         model = cls(config)
         pretrained = AutoModel.from_pretrained(
-            base_model, local_files_only=local_files_only, use_safetensors=None
+            base_model, local_files_only=local_files_only,
+            use_safetensors=None if allow_pickle else True,
         )
         missing, _unexpected = model.encoder.load_state_dict(pretrained.state_dict(), strict=False)
         missing = [k for k in missing if not k.startswith("pooler.")]

@@ -2,35 +2,60 @@
 
 Loading checks the folder before transformers sees it, so a user with a broken or partial
 folder gets a sentence naming the missing file rather than a traceback from deep inside
-transformers. Pickled weights (``pytorch_model.bin``) can execute code when loaded and are
-refused unless the caller explicitly allows them.
+transformers. Weights that do not fit the config (missing or wrongly shaped tensors) and a
+tokenizer without its vocabulary are refused too: transformers would fill the gaps with random
+values and the model would load, then predict noise. Pickled weights (``pytorch_model.bin``)
+can execute code when loaded and are refused unless the caller explicitly allows them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from model.config import DetenteConfig
 from model.modeling import DetenteModel
 
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_WEIGHTS_FILE = "pytorch_model.bin"
+# One of these holds the tokenizer's vocabulary; without it transformers builds an empty one.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
+# What a failed write raises: the OS, safetensors (a Rust I/O error) or torch.save.
+WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
 
 
 class ModelLoadError(RuntimeError):
     """A model folder that cannot be used, with the reason in words."""
 
 
+class ModelWriteError(RuntimeError):
+    """A model or checkpoint that could not be written (disk full, no permission, ...)."""
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, shortened: enough to act on, no wall of text."""
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()),
+                type(err).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def save_model(model: DetenteModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
     """Write weights (safetensors), config and tokenizer into one folder."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+    except WRITE_ERRORS as err:
+        raise ModelWriteError(f"could not write the model to {folder}: {first_line(err)}") from err
     return folder
 
 
@@ -49,6 +74,14 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_path} is not a model config (a JSON object)")
+    for head in ("stance", "sentiment"):
+        labels = config.get(f"{head}_labels")
+        if labels is not None and not (
+            isinstance(labels, list) and labels and all(isinstance(v, str) for v in labels)
+        ):
+            raise ModelLoadError(f"{config_path}: {head}_labels must be a list of label names")
     if config.get("model_type") != DetenteConfig.model_type:
         raise ModelLoadError(
             f"{folder} holds a {config.get('model_type')!r} model, not a detente model; "
@@ -66,6 +99,21 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
             raise ModelLoadError(f"model folder {folder} has no {WEIGHTS_FILE}")
     if not (folder / "tokenizer_config.json").is_file():
         raise ModelLoadError(f"model folder {folder} has no tokenizer (tokenizer_config.json)")
+    if not any((folder / name).is_file() for name in VOCABULARY_FILES):
+        raise ModelLoadError(
+            f"model folder {folder} has no tokenizer vocabulary (tokenizer.json or vocab.txt)"
+        )
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hold back transformers' multi-line load report; what matters goes into our error."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def load_model(
@@ -75,17 +123,35 @@ def load_model(
     folder = Path(folder)
     check_model_folder(folder, allow_pickle=allow_pickle)
     use_safetensors = (folder / WEIGHTS_FILE).is_file()
-    try:
-        model = DetenteModel.from_pretrained(
-            folder, local_files_only=True, use_safetensors=use_safetensors
+    try:  # transformers raises many types; the user needs one line
+        with quiet_transformers():
+            model, info = DetenteModel.from_pretrained(
+                folder, local_files_only=True, use_safetensors=use_safetensors,
+                output_loading_info=True, ignore_mismatched_sizes=True,
+            )
+    except Exception as err:
+        raise ModelLoadError(f"could not load the model in {folder}: {first_line(err)}") from err
+    broken = sorted(info["missing_keys"]) + sorted(key for key, *_ in info["mismatched_keys"])
+    if broken:
+        raise ModelLoadError(
+            f"the weights in {folder} do not match its config.json ({len(broken)} tensor(s) "
+            f"missing or of the wrong shape, e.g. {broken[0]}); the folder is damaged or mixed"
         )
+    try:
         # Passing the encoder's config stops AutoTokenizer from parsing our config.json as
         # a generic one (which only produces a misleading warning).
         tokenizer = AutoTokenizer.from_pretrained(
             folder, local_files_only=True, config=model.config.encoder_config()
         )
-    except Exception as err:  # transformers raises many types; the user needs one message
-        raise ModelLoadError(f"could not load the model in {folder}: {err}") from err
+    except Exception as err:
+        raise ModelLoadError(
+            f"could not load the tokenizer in {folder}: {first_line(err)}") from err
+    vocab_size = model.config.encoder.get("vocab_size")
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ModelLoadError(
+            f"the tokenizer in {folder} has {len(tokenizer):,} tokens but the model only "
+            f"{vocab_size:,} embeddings: the tokenizer belongs to another model"
+        )
     model.eval()
     return model, tokenizer
 

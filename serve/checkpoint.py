@@ -13,13 +13,25 @@ A run scoring ``out.csv`` works in the folder ``out.csv.parts/`` beside it:
   complete or not at all. Then the folder is removed.
 
 A lock file keeps two runs from writing the same folder at once.
+
+A failed write (disk full, file size limit, quota, read-only disk) raises
+``ScoreWriteError`` with one sentence naming the file, the reason and what is kept: the
+parts finished before it stay listed in the manifest, a half-written part or temp file is
+removed, and ``--resume`` finishes the job once there is room. The temp output is created
+with a random name and ``O_EXCL``, and a work folder that is a symbolic link is refused, so
+a link planted at a predictable name beside the output (in a shared folder such as /tmp)
+is never written through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +46,21 @@ MANIFEST = "manifest.json"
 LOCK = "lock"
 MANIFEST_VERSION = 1
 FINGERPRINT_BYTES = 1 << 20
+
+
+class ScoreWriteError(RuntimeError):
+    """A part, the manifest or the output could not be written; the message says what to do."""
+
+
+def describe_os_error(err: OSError) -> str:
+    """The OS's words for a failed write ("No space left on device"), on one line."""
+    code = err.errno
+    found = re.search(r"\[errno (\d+)\]", str(err))  # pyarrow: "... Detail: [errno 28] ..."
+    if found:
+        code = int(found[1])
+    if code:
+        return os.strerror(code)
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 @dataclass
@@ -84,12 +111,26 @@ class WorkDir:
 
     def lock(self) -> None:
         """Hold an exclusive lock on the folder (released by the OS if the process dies)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.is_symlink():  # planted in a shared folder: parts would go elsewhere
+            raise ScoreWriteError(
+                f"the work folder {self.path} is a symbolic link; remove it or choose "
+                "another output"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ScoreWriteError(
+                f"cannot create the work folder {self.path} beside the output: "
+                f"{describe_os_error(err)}"
+            ) from err
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks, run unguarded
             return
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ScoreWriteError(f"cannot write in {self.path}: {describe_os_error(err)}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -119,9 +160,13 @@ class WorkDir:
 
     def save(self, manifest: Manifest) -> None:
         tmp = self.path / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="utf-8")
-        fsync_file(tmp)
-        os.replace(tmp, self.manifest_path)
+        try:
+            tmp.write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="utf-8")
+            fsync_file(tmp)
+            os.replace(tmp, self.manifest_path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise self._write_error(self.manifest_path, err, manifest) from err
         fsync_dir(self.path)
 
     def add_part(
@@ -130,11 +175,30 @@ class WorkDir:
         """Write a finished chunk durably, then record it (never the other way round)."""
         index = len(manifest.parts)
         path = self.part_path(index)
-        write_part(table, path)
+        try:
+            write_part(table, path)
+        except OSError as err:
+            raise self._write_error(path, err, manifest) from err
         manifest.parts.append(
             {"file": path.name, "first_row": first_row, "rows": table.num_rows, **counts}
         )
-        self.save(manifest)
+        try:
+            self.save(manifest)
+        except ScoreWriteError:
+            manifest.parts.pop()  # the manifest on disk does not list it: redone on resume
+            raise
+
+    def _write_error(self, path: Path, err: OSError, manifest: Manifest) -> ScoreWriteError:
+        if not manifest.parts:
+            return ScoreWriteError(
+                f"could not write {path}: {describe_os_error(err)}. No part was finished: "
+                "make room, then run the same command again"
+            )
+        return ScoreWriteError(
+            f"could not write {path}: {describe_os_error(err)}. The {len(manifest.parts)} "
+            f"finished part(s) ({manifest.rows_done:,} of {manifest.total_rows:,} rows) are "
+            f"kept in {self.path}: make room, then run the same command with --resume"
+        )
 
     def valid_prefix(self, manifest: Manifest) -> list[dict]:
         """The listed parts that are intact and contiguous from row 0 (the rest is redone)."""
@@ -152,7 +216,11 @@ class WorkDir:
         return kept
 
     def clean_temp_files(self) -> None:
+        """Remove what a killed run left half-written: temp parts and a temp output."""
         for tmp in self.path.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        pattern = f".{glob.escape(self.output.name)}.{'?' * 12}.tmp"  # see exclusive_temp
+        for tmp in self.output.parent.glob(pattern):
             tmp.unlink(missing_ok=True)
 
     def remove(self) -> None:
@@ -162,7 +230,14 @@ class WorkDir:
     def assemble(self, manifest: Manifest, fmt: str, schema: pa.Schema) -> int:
         """Write every part, in order, into the output; atomically. Returns the row count."""
         parts = [self.path / part["file"] for part in manifest.parts]
-        return write_atomically(self.output, fmt, schema, _part_tables(parts))
+        try:
+            return write_atomically(self.output, fmt, schema, _part_tables(parts))
+        except OSError as err:
+            raise ScoreWriteError(
+                f"could not write the output {self.output}: {describe_os_error(err)}. Every row is "
+                f"scored and kept in {self.path}: make room, then run the same command with "
+                "--resume to write the output"
+            ) from err
 
 
 def _part_tables(parts: list[Path]):
@@ -173,17 +248,32 @@ def _part_tables(parts: list[Path]):
 
 def write_atomically(output: Path, fmt: str, schema: pa.Schema, tables) -> int:
     """Stream ``tables`` into a temp file beside ``output``, then rename it into place."""
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    writer = TableWriter(tmp, fmt, schema)
+    tmp = exclusive_temp(output)
+    writer = None
     try:
+        writer = TableWriter(tmp, fmt, schema)
         for table in tables:
             writer.write(table)
         writer.close()
         fsync_file(tmp)
         os.replace(tmp, output)
     except BaseException:
-        writer.close()
+        if writer is not None:
+            with contextlib.suppress(Exception):  # closing flushes: it can fail again
+                writer.close()
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(output.parent)
     return writer.rows
+
+
+def exclusive_temp(output: Path) -> Path:
+    """A new, empty file beside ``output`` with an unguessable name, created by us alone."""
+    while True:
+        tmp = output.with_name(f".{output.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from serve.cli_training import ALLOW_PICKLE_HELP
+
 # Nothing the CLI runs by default needs the Hub; set HF_HUB_OFFLINE=0 to use a Hub id.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -35,11 +37,14 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def user_errors():
-    """The exceptions that mean 'the user's input is wrong', shown as one line each."""
-    from model.persistence import ModelLoadError
+    """The exceptions that mean 'the user's input (or disk) is wrong', shown as one line each.
+
+    OSError covers what the machine refuses: no permission, disk full, a file in the way.
+    """
+    from model.persistence import ModelLoadError, ModelWriteError
     from training.data import DataError
 
-    return (DataError, ModelLoadError, FileExistsError, FileNotFoundError, ValueError)
+    return (DataError, ModelLoadError, ModelWriteError, OSError, ValueError)
 
 
 @app.command(context_settings=PASSTHROUGH)
@@ -55,11 +60,14 @@ def train(ctx: typer.Context) -> None:
     from training.trainer import train as run_training
 
     parser = HfArgumentParser(TrainArguments, prog="detente train")
-    (args,) = parser.parse_args_into_dataclasses(args=ctx.args)
-    if args.config:
-        explicit = {k: v for k, v in vars(args).items() if f"--{k}" in ctx.args
-                    or f"--{k.replace('_', '-')}" in ctx.args}
-        args = TrainArguments.from_file(args.config, **explicit)
+    try:  # argparse itself reports unknown or malformed flags (exit code 2)
+        (args,) = parser.parse_args_into_dataclasses(args=ctx.args)
+        if args.config:
+            explicit = {k: v for k, v in vars(args).items() if f"--{k}" in ctx.args
+                        or f"--{k.replace('_', '-')}" in ctx.args}
+            args = TrainArguments.from_file(args.config, **explicit)
+    except (ValueError, OSError) as err:  # a bad value or config file
+        fail(str(err))
     try:
         result = run_training(args)
     except user_errors() as err:
@@ -77,6 +85,7 @@ def predict(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per statement.")] = False,
     batch_size: Annotated[int, typer.Option(help="Statements per forward pass.")] = 32,
+    allow_pickle: Annotated[bool, typer.Option(help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Label statements given on the command line or on standard input."""
     from model.classifier import Classifier
@@ -86,7 +95,7 @@ def predict(
     if not texts:
         fail("no statements given")
     try:
-        classifier = Classifier.load(model)
+        classifier = Classifier.load(model, allow_pickle=allow_pickle)
     except user_errors() as err:
         fail(str(err))
     for text, pred in zip(texts, classifier.predict(texts, batch_size=batch_size)):

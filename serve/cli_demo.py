@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from serve.cli_training import ALLOW_PICKLE_HELP
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -33,6 +35,9 @@ def demo(
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the demo in a web browser.")
     ] = False,
+    allow_pickle: Annotated[
+        bool, typer.Option(help=ALLOW_PICKLE_HELP)
+    ] = False,
 ) -> None:
     """Open the web demo: classify and explain statements, score files, send corrections."""
     from model.classifier import Classifier
@@ -46,7 +51,7 @@ def demo(
             fg=typer.colors.YELLOW, err=True,
         )
     try:
-        classifier = Classifier.load(model)
+        classifier = Classifier.load(model, allow_pickle=allow_pickle)
     except user_errors() as err:
         fail(str(err))
     corrections = corrections or default_corrections_path()

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+ALLOW_PICKLE_HELP = ("Also load pickled weights (pytorch_model.bin), which can run arbitrary "
+                     "code: only for a model from a source you trust.")
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -29,6 +32,7 @@ def evaluate(
     stance_column: Annotated[str, typer.Option(help="Column with stance labels.")] = "stance",
     sentiment_column: Annotated[str, typer.Option(help="Column with sentiment labels.")]
     = "sentiment",
+    allow_pickle: Annotated[bool, typer.Option(help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Score a model on labelled data beside baselines; write a report with plots."""
     from serve.cli import user_errors
@@ -40,6 +44,7 @@ def evaluate(
         model=str(model) if model else None, data=str(data) if data else None,
         report=str(report), split=split, train_data=str(train_data) if train_data else None,
         text_column=text_column, stance_column=stance_column, sentiment_column=sentiment_column,
+        allow_pickle=allow_pickle,
     )
     try:
         metrics = run(args)
@@ -67,6 +72,7 @@ def retrain(
     epochs: Annotated[float, typer.Option(help="Maximum epochs.")] = 3.0,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    allow_pickle: Annotated[bool, typer.Option(help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Continue training on new rows while replaying original data; print before/after."""
     from serve.cli import user_errors
@@ -82,7 +88,7 @@ def retrain(
         replay_ratio=replay_ratio, holdout_fraction=holdout_fraction,
         stance_labels=split_labels(stance_labels),
         sentiment_labels=split_labels(sentiment_labels), epochs=epochs,
-        learning_rate=learning_rate, seed=seed,
+        learning_rate=learning_rate, seed=seed, allow_pickle=allow_pickle,
     )
     try:
         summary = run(args, log=typer.echo)

@@ -159,6 +159,19 @@ def new_download_folder() -> Path:
     return folder
 
 
+def private_upload_folder() -> None:
+    """Keep uploads (and the scored files gradio copies for download) private to this user.
+
+    gradio's default cache, ``/tmp/gradio``, is shared by every user of the machine and
+    readable by all of them; a folder from ``mkdtemp`` is readable by its owner only and is
+    removed at exit. Uploads land in it under a generated (content hash) subfolder with a
+    sanitised base name, never where a crafted file name points. ``GRADIO_TEMP_DIR`` set by
+    the user wins.
+    """
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = str(new_download_folder())
+
+
 def prune(folder: Path, max_age_s: float) -> None:
     cutoff = time.time() - max_age_s
     for child in folder.iterdir() if folder.exists() else []:
@@ -374,6 +387,7 @@ def launch(
     open_browser: bool = False,
 ) -> gr.Blocks:
     """Serve the demo like ``detente demo``; ``block=False`` returns once it is up (tests)."""
+    private_upload_folder()
     limits = limits or BatchLimits()
     demo = build_demo(classifier, corrections_path=corrections_path, limits=limits)
     demo.queue(default_concurrency_limit=concurrency_limit(), max_size=64)

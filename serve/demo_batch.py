@@ -3,17 +3,26 @@
 The output has the columns of ``detente score`` (issue 5): every input column, then
 ``stance``, ``p_<label>`` per stance label, ``sentiment``, ``sentiment_score``,
 ``model_version`` and ``error``; an ``id`` (the 1-based row number) is added when the input
-has none. A row that cannot be scored (missing, empty, non-text or over-long text) keeps its
-place with the reason in ``error``: nothing is dropped silently. Input columns whose names
-collide with an output column (a labelled file's gold ``stance``) are kept as ``input_<name>``.
+has none. Input columns whose names collide with an output column (a labelled file's gold
+``stance``) are kept as ``input_<name>``.
 
-Scoring runs in memory in chunks, so a single-statement request waits for one chunk at most
-(see ``serve.runner``). ``serve.scoring.score_file`` is the tool for large files.
+Rows are scored by the same per-row logic as ``detente score``
+(``serve.scoring.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
+scored (missing, empty, non-text, invalid or over-long text) keeps its place with the same
+reason in ``error``, and a text longer than the model's window is split into sentence
+windows whose probabilities are averaged, never silently truncated. So a row gets the
+same numbers here as from ``detente score --backend torch`` (and within 1e-4 of the
+ONNX fp32 backend). The demo's own per-row limit ``max_row_chars`` (default: ``detente
+score``'s) only ever adds an error, never changes a number.
+
+Scoring runs in memory in chunks of at most ``CHUNK_ROWS`` rows and about ``CHUNK_CHARS``
+characters, each under the runner's fair lock, so a single-statement request waits for one
+chunk at most (see ``serve.runner``).
+``serve.scoring.score_file`` is the tool for large files.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from serve.runner import ModelRunner
+from serve.scoring import MAX_TEXT_CHARS, Scores, scored_columns, text_error
 from training.data import DataError, detect_format, read_table
 
 CHUNK_ROWS = 64
+CHUNK_CHARS = 32_000  # about 64 statements of 500 characters; a longer row is a chunk alone
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 STANCE_COLOURS = {"pro_negotiation": "#2a9d8f", "accusatory": "#d1495b", "neutral": "#8d99ae"}
 OUTPUT_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -39,7 +51,8 @@ class BatchLimits:
 
     max_rows: int = 5_000
     max_bytes: int = 5 * 1024 * 1024
-    max_chars: int = 2_000
+    max_chars: int = 2_000  # the single-statement tab's text box (explained word by word)
+    max_row_chars: int = MAX_TEXT_CHARS  # per batch row: windowed, as detente score does
 
 
 class BatchError(ValueError):
@@ -56,6 +69,12 @@ class BatchResult:
 
 def read_pasted(text: str, limits: BatchLimits) -> pd.DataFrame:
     """One statement per non-blank line, numbered from 1."""
+    size = len((text or "").encode("utf-8", errors="replace"))
+    if size > limits.max_bytes:
+        raise BatchError(
+            f"the pasted text is {size / 2**20:.1f} MB; the demo takes up to "
+            f"{limits.max_bytes / 2**20:.0f} MB. Score larger files with detente score."
+        )
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not lines:
         raise BatchError("paste at least one statement (one per line) or upload a file")
@@ -116,17 +135,13 @@ def normalise_input(frame: pd.DataFrame, text_column: str, id_column: str) -> pd
 RESERVED = {"id", "text", "stance", "sentiment", "sentiment_score", "model_version", "error"}
 
 
-def row_error(value: object, max_chars: int) -> str | None:
-    """Why a text cannot be scored, or None when it can."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing text"
-    if not isinstance(value, str):
-        return f"text is not a string ({type(value).__name__})"
-    if not value.strip():
-        return "empty text"
-    if len(value) > max_chars:
-        return f"text longer than {max_chars:,} characters (use detente score)"
-    return None
+def row_error(value: object, max_chars: int, column: str = "text") -> str | None:
+    """Why a cell cannot be scored: ``detente score``'s reasons, then the demo's limit."""
+    error = text_error(value, column)
+    if error is None and len(value) > max_chars:
+        return (f"{column!r} is too long for the demo: {len(value):,} characters (the limit "
+                f"here is {max_chars:,}; score it with detente score)")
+    return error
 
 
 def score_table(
@@ -134,46 +149,64 @@ def score_table(
     runner: ModelRunner,
     limits: BatchLimits,
     progress: Callable[[float, str], None] | None = None,
+    column: str = "text",
 ) -> pd.DataFrame:
-    """Add the prediction columns to ``frame`` (which has ``id`` and ``text``)."""
-    errors = [row_error(v, limits.max_chars) for v in frame["text"]]
-    good = [i for i, e in enumerate(errors) if e is None]
-    stance = np.full((len(frame), len(runner.stance_labels)), np.nan)
-    sentiment = np.full((len(frame), len(runner.sentiment_labels)), np.nan)
-    for start in range(0, len(good), CHUNK_ROWS):
-        rows = good[start : start + CHUNK_ROWS]
-        stance[rows], sentiment[rows] = runner.proba([frame["text"].iloc[i] for i in rows])
+    """Add the prediction columns to ``frame`` (which has ``id`` and ``text``).
+
+    ``column`` is the text column's name in the user's file, used in error messages.
+    """
+    values = frame["text"].tolist()
+    n = len(values)
+    scores = Scores(
+        np.full((n, len(runner.stance_labels)), np.nan),
+        np.full((n, len(runner.sentiment_labels)), np.nan),
+        [row_error(v, limits.max_row_chars, column) for v in values],
+        np.zeros(n, dtype=bool),
+    )
+    todo = [i for i, e in enumerate(scores.errors) if e is None]
+    done = 0
+    for rows in chunks(todo, [len(v) if isinstance(v, str) else 0 for v in values]):
+        part = runner.score_rows([values[i] for i in rows], column=column)
+        scores.stance[rows], scores.sentiment[rows] = part.stance, part.sentiment
+        scores.split[rows] = part.split
+        done += len(rows)
         if progress is not None:
-            done = start + len(rows)
-            progress(done / len(good), f"scored {done:,} of {len(good):,}")
-    return add_prediction_columns(frame, stance, sentiment, errors, runner)
+            progress(done / len(todo), f"scored {done:,} of {len(todo):,}")
+    return add_prediction_columns(frame, scores, runner)
 
 
-def add_prediction_columns(
-    frame: pd.DataFrame,
-    stance: np.ndarray,
-    sentiment: np.ndarray,
-    errors: list[str | None],
-    runner: ModelRunner,
-) -> pd.DataFrame:
-    out = frame.copy()
-    ok = np.array([e is None for e in errors])
-    stance_labels, sentiment_labels = runner.stance_labels, runner.sentiment_labels
-    out["stance"] = pick_labels(stance, stance_labels, ok)
-    for j, label in enumerate(stance_labels):
-        out[f"p_{label}"] = np.round(stance[:, j], 6)
-    out["sentiment"] = pick_labels(sentiment, sentiment_labels, ok)
-    score = sentiment[:, sentiment_labels.index("positive")] - sentiment[
-        :, sentiment_labels.index("negative")]
-    out["sentiment_score"] = np.round(score, 6)
-    out["model_version"] = runner.classifier.model_version
-    out["error"] = pd.Series(errors, dtype=object)
+def chunks(rows: list[int], chars: list[int]) -> list[list[int]]:
+    """Rows in order, at most ``CHUNK_ROWS`` and about ``CHUNK_CHARS`` characters a chunk.
+
+    Each chunk holds the model lock while it is scored, so long texts (many windows) make
+    smaller chunks and a waiting single-statement request still gets its turn soon.
+    """
+    out: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in rows:
+        if current and (len(current) == CHUNK_ROWS or size + chars[i] > CHUNK_CHARS):
+            out.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += chars[i]
+    if current:
+        out.append(current)
     return out
 
 
-def pick_labels(probs: np.ndarray, labels: list[str], ok: np.ndarray) -> pd.Series:
-    best = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
-    return pd.Series([labels[b] if good else None for b, good in zip(best, ok)], dtype=object)
+def add_prediction_columns(
+    frame: pd.DataFrame, scores: Scores, runner: ModelRunner
+) -> pd.DataFrame:
+    """``frame`` plus the scored columns, built exactly as ``detente score`` builds them."""
+    out = frame.copy()
+    columns = scored_columns(scores, runner.classifier.config, runner.classifier.model_version)
+    for name, values in columns.items():
+        if pa.types.is_floating(values.type):  # float32 as written by detente score
+            out[name] = values.to_numpy(zero_copy_only=False)
+        else:  # labels and errors: None where there is none (not pandas' string NaN)
+            out[name] = pd.Series(values.to_pylist(), dtype=object, index=out.index)
+    return out
 
 
 def display_table(scored: pd.DataFrame, stance_labels: list[str]) -> pd.DataFrame:
@@ -283,5 +316,6 @@ def run_batch(
     else:
         frame, fmt, source = read_pasted(pasted or "", limits), "csv", "the pasted lines"
     started = time.perf_counter()
-    scored = score_table(frame, runner, limits, progress)
+    column = (text_column or "text").strip() if upload else "text"
+    scored = score_table(frame, runner, limits, progress, column=column)
     return BatchResult(scored, fmt, time.perf_counter() - started, source)

@@ -42,7 +42,7 @@ from serve.scoring import (
     scored_columns,
     write_output,
 )
-from serve.tabular_io import MISSING, csv_options, json_values
+from serve.tabular_io import MISSING, csv_options, json_values, text_encoding
 
 PRE_ERROR = SCORE_PREFIX + "text_error"
 SPLIT = "split"  # travels as __detente_split: rows scored as several windows
@@ -161,12 +161,15 @@ def read_dataset(ray, job: Job):
     if job.input_format == "parquet":
         return ray.data.read_parquet(path)
     if job.input_format in ("csv", "tsv"):
-        read, parse, convert = csv_options(job.input, job.input_format, info.schema.names)
+        read, parse, convert = csv_options(
+            job.input, job.input_format, info.schema.names, info.block_size
+        )
         return ray.data.read_csv(
             path, read_options=read, parse_options=parse, convert_options=convert,
             file_extensions=None,
         )
-    lines = ray.data.read_text(path, encoding="utf-8", drop_empty_lines=True)
+    encoding = "utf-16" if text_encoding(job.input) == "utf-16" else "utf-8"
+    lines = ray.data.read_text(path, encoding=encoding, drop_empty_lines=True)
     return lines.map_batches(
         parse_json_lines, batch_format="pyarrow", batch_size=None,
         fn_kwargs={"schema": info.schema, "text_column": job.text_column},

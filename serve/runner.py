@@ -6,6 +6,10 @@ slow each other down (torch already uses every core for one). Why a *fair* (FIFO
 a batch job scores its rows in chunks and re-acquires the lock after each one; with a
 plain lock it could win every time and starve a single-statement request for the whole
 batch. In FIFO order a waiting request runs after at most one chunk.
+
+The batch tab scores its rows with ``score_rows``: the per-row logic of ``detente score``
+(``serve.scoring.score_texts``: error rows, sentence windows for long texts), under the
+same lock, so the demo and ``detente score --backend torch`` give the same numbers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.classifier import Classifier, Prediction
+from serve.backends import TorchBackend
 from serve.explain import DEFAULT_MAX_UNITS, Explanation, explain
+from serve.scoring import DEFAULT_BATCH_SIZE, Scores, score_texts
 
 
 class FairLock:
@@ -50,6 +56,7 @@ class ModelRunner:
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
         self.lock = FairLock()
+        self._backend = TorchBackend(classifier)
 
     @property
     def stance_labels(self) -> list[str]:
@@ -68,6 +75,18 @@ class ModelRunner:
         texts = list(texts)
         with self.lock:
             return self.classifier.predict_proba(texts, batch_size=max(1, len(texts)))
+
+    def score_rows(
+        self, values: Sequence[object], column: str = "text",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Scores:
+        """Raw cells scored as ``detente score`` scores them (errors, long-text windows).
+
+        The lock covers the tokenizer calls of the window planning too (see above).
+        """
+        with self.lock:
+            return score_texts(list(values), self._backend, column=column,
+                               batch_size=batch_size)
 
     def predict(self, text: str) -> Prediction:
         stance, sentiment = self.proba([text])

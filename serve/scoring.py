@@ -23,12 +23,33 @@ mean of the windows' probabilities weighted by their token counts, labels being 
 argmax of those means (details in ``serve.long_text``).
 
 Speed: rows are scored in groups sorted by length (little padding), in inference mode,
-on the backend chosen by ``serve.backends`` (``auto``: the fastest one benchmarked to keep
-the labels of torch fp32).
+on the backend chosen by ``serve.backends`` (``auto``: the fastest one that kept the labels
+of torch fp32 on the model's validation split, measured when it was trained).
 
 Crash safety: finished chunks are kept as part files with a manifest in
 ``<output>.parts/``; ``resume=True`` continues an interrupted run with no row lost or
 repeated, and the output file appears atomically at the end (see ``serve.checkpoint``).
+A write that fails (disk full, file size limit) stops the run with ``ScoreWriteError``,
+one sentence naming the file and the reason; the finished parts are kept for ``--resume``.
+
+Untrusted input: cells are data, never code. They are parsed as CSV/JSON/Parquet values and
+passed to the tokenizer as text; nothing is evaluated, imported or unpickled, and output
+paths come from the caller, never from cell content. The output must be a regular file (or
+not exist yet): a device such as /dev/null or a pipe is refused, because the finished file
+is renamed over the output path.
+
+CSV formula escaping ("CSV injection", OWASP; CWE-1236): in CSV and TSV output, a text
+cell, header names included, that a spreadsheet would run as a formula gets a leading
+``'``, which spreadsheets display as text. That is a cell whose first character is ``=``,
+``+``, ``-`` or ``@``, or tab, carriage return, line feed or NUL (OWASP's list, plus LF
+and ASVS's NUL), or whose first character after leading white space (space, tab, CR, LF,
+form feed, vertical tab) is ``=``, ``+``, ``-`` or ``@``: several spreadsheets trim
+leading white space before deciding that a cell is a formula, so `` =1+1`` is escaped
+too. A cell that is exactly a plain number (``-5``, ``+1.5e3``, ``.25``; no white space)
+is left alone: it cannot run anything, and a quote would turn the number into text. Only
+cells are changed, never the characters inside them; JSONL and Parquet output, which
+spreadsheets do not open as formulas, are written as they are. Rules in
+``serve.tabular_io.FORMULA_START`` and ``PLAIN_NUMBER``.
 """
 
 from __future__ import annotations
@@ -49,7 +70,14 @@ from tqdm.auto import tqdm
 from model.classifier import sentiment_score
 from model.config import DetenteConfig
 from serve.backends import BACKENDS, Backend, load_backend
-from serve.checkpoint import Manifest, WorkDir, fingerprint, write_atomically
+from serve.checkpoint import (
+    Manifest,
+    ScoreWriteError,
+    WorkDir,
+    describe_os_error,
+    fingerprint,
+    write_atomically,
+)
 from serve.long_text import aggregate, plan_windows
 from serve.tabular_io import MISSING, InputInfo, detect_format, read_chunks, scan_input
 from training.data import DataError
@@ -319,6 +347,11 @@ def prepare_job(
         raise DataError(f"the output {target} is the input file; choose another output")
     if target.is_dir():
         raise DataError(f"the output {target} is a folder; give a file name")
+    if target.exists() and not target.is_file():
+        raise DataError(
+            f"the output {target} is not a regular file (a device, pipe or socket); give a "
+            "file path: the finished output is renamed over it"
+        )
     info = scan_input(source, in_fmt, text_column)
     target.parent.mkdir(parents=True, exist_ok=True)
     return Job(source, target, in_fmt, out_fmt, info, text_column, id_column, chunk_size,
@@ -332,7 +365,7 @@ def score_file(
     text_column: str = "text",
     id_column: str | None = None,
     model: str | Path | None = None,
-    backend: str = "auto",
+    backend: str | Backend = "auto",
     fmt: str | None = None,
     output_fmt: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -345,13 +378,19 @@ def score_file(
 
     ``output`` defaults to ``<input stem>.scored<suffix>``; its format comes from its
     extension unless ``output_fmt`` is given. ``model`` is a model folder (None: the
-    default model); ``backend`` one of auto, torch, onnx, onnx-int8; ``engine`` local or
-    ray (Ray Data, on ``RAY_ADDRESS`` when set). Raises ``DataError`` for unusable input.
+    default model); ``backend`` one of auto, torch, onnx, onnx-int8, or a backend already
+    loaded with ``serve.backends.load_backend`` to score several files with one loaded
+    model (``model`` is then not used); ``engine`` local or ray (Ray Data, on
+    ``RAY_ADDRESS`` when set). Raises ``DataError`` for unusable input and
+    ``ScoreWriteError`` when the output or a part cannot be written.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use local or ray")
-    if backend not in BACKENDS:
+    loaded = None if isinstance(backend, str) else backend
+    if loaded is None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if loaded is not None and engine != "local":
+        raise ValueError("engine='ray' loads the model in each worker: name the backend")
     job = prepare_job(
         input, output, text_column=text_column, id_column=id_column, fmt=fmt,
         output_fmt=output_fmt, chunk_size=chunk_size, batch_size=batch_size,
@@ -365,13 +404,41 @@ def score_file(
         from serve.ray_engine import score_with_ray
 
         return score_with_ray(job, model=model, backend=backend, progress=progress)
-    return _score_local(job, load_backend(model, backend), resume=resume, progress=progress)
+    if loaded is None:
+        loaded = _load_backend(model, backend)
+    return _score_local(job, loaded, resume=resume, progress=progress)
+
+
+def _load_backend(model: str | Path | None, backend: str) -> Backend:
+    """``load_backend``, with any failure of a damaged model folder as one ModelLoadError.
+
+    Loading touches transformers, tokenizers, ONNX Runtime and the ONNX cache inside the
+    folder, which fail with many exception types; the errors that already explain
+    themselves pass through, the others become one sentence naming the folder.
+    """
+    from model.persistence import ModelLoadError
+    from serve.onnx_backend import OnnxError
+    from training.default_model import DefaultModelMissing
+
+    try:
+        return load_backend(model, backend)
+    except (ModelLoadError, OnnxError, DataError, DefaultModelMissing):
+        raise
+    except Exception as err:
+        where = f"in {model}" if model is not None else "(the default model)"
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
+        raise ModelLoadError(
+            f"could not load the model {where} with the {backend} backend ({detail}); the "
+            "folder may be damaged: if it holds an onnx/ cache, delete that and try again"
+        ) from err
 
 
 def _score_local(job: Job, backend: Backend, *, resume: bool, progress: bool) -> ScoreResult:
     layout = plan_layout(job.info.schema, job.id_column, backend.config)
     work = WorkDir(job.output)
     work.lock()
+    manifest = None
     try:
         manifest = _start_or_resume(work, job, backend, resume)
         resumed = manifest.rows_done
@@ -395,6 +462,10 @@ def _score_local(job: Job, backend: Backend, *, resume: bool, progress: bool) ->
         if written != job.info.num_rows:
             raise RuntimeError(f"wrote {written} rows for {job.info.num_rows} input rows")
         work.remove()
+    except BaseException:
+        if not work.exists() or (manifest is not None and not manifest.parts):
+            work.remove()  # nothing finished to resume from: leave no folder behind
+        raise
     finally:
         work.unlock()
     return ScoreResult(
@@ -516,4 +587,9 @@ class _ChunkProgress:
 
 def write_output(job: Job, schema: pa.Schema, tables) -> int:
     """Write an ordered stream of output tables atomically (the Ray engine's path)."""
-    return write_atomically(job.output, job.output_format, schema, tables)
+    try:
+        return write_atomically(job.output, job.output_format, schema, tables)
+    except OSError as err:
+        raise ScoreWriteError(
+            f"could not write the output {job.output}: {describe_os_error(err)}"
+        ) from err

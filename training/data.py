@@ -8,6 +8,7 @@ Every reader returns a pandas DataFrame with the canonical columns ``text``, ``s
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,14 +78,61 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
         sep = "\t" if fmt == "tsv" else ","
         return pd.read_csv(
             path, sep=sep, dtype=str, keep_default_na=False, na_values=[], encoding=encoding,
-            quoting=csv.QUOTE_MINIMAL,
+            quoting=csv.QUOTE_MINIMAL, lineterminator="\n" if lf_lines(path, encoding) else None,
         )
     except DataError:
         raise
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not valid UTF-8 text (byte {err.start}): {err.reason}") from err
-    except (pd.errors.ParserError, ValueError) as err:
-        raise DataError(f"could not parse {path} as {fmt}: {err}") from err
+        raise DataError(undecodable_message(path, err)) from err
+    except (pd.errors.ParserError, ValueError, TypeError, NotImplementedError) as err:
+        # pyarrow's ArrowInvalid / ArrowTypeError / ArrowNotImplementedError derive from these
+        raise DataError(f"could not parse {path} as {fmt}: {parser_message(err)}") from err
+    except OSError as err:  # unreadable, or a corrupt Parquet page (pyarrow raises OSError)
+        reason = " ".join(str(err.strerror or err).split())
+        raise DataError(f"could not read {path}: {reason}") from err
+
+
+def parser_message(err: Exception) -> str:
+    """pandas' tokenizer errors, said with the file's 1-based line numbers and on one line."""
+    text = " ".join(str(err).split())
+    text = text.removeprefix("Error tokenizing data. C error: ")
+    if match := re.fullmatch(r"Expected (\d+) fields in line (\d+), saw (\d+)", text):
+        expected, line, saw = match.groups()
+        return (f"line {line} has {saw} fields where the header has {expected} "
+                "(an unquoted separator or a broken quote on that line?)")
+    if match := re.fullmatch(r"EOF inside string starting at row (\d+)", text):
+        return (f"the quoted field that starts on line {int(match.group(1)) + 1} is never "
+                "closed (a missing \" on that line?)")
+    return text
+
+
+def undecodable_message(path: Path, err: UnicodeDecodeError) -> str:
+    """Name the first line holding bytes that are not valid in the file's encoding."""
+    encoding = sniff_encoding(path)
+    if encoding.startswith("utf-8"):  # b"\n" never occurs inside a UTF-8 sequence
+        with path.open("rb") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError as bad:
+                    return (f"{path} is not valid UTF-8 text: line {line_no} has the byte "
+                            f"0x{line[bad.start]:02x} at column {bad.start + 1} ({bad.reason}); "
+                            "save the file as UTF-8")
+    return f"{path} is not valid {encoding} text (byte {err.start}): {err.reason}"
+
+
+def lf_lines(path: Path, encoding: str) -> bool:
+    """Does the header line end in a bare LF (``\\n``, not ``\\r\\n`` or ``\\r``)?
+
+    Then a lone CR inside a field is data: pandas' ``to_csv`` (and Python's csv module with
+    ``lineterminator="\\n"``) write such a field unquoted, and the parser's default, which
+    also ends a line at a bare CR, would split that row in two. Files with CRLF or CR line
+    ends keep the default (their writers quote fields holding a CR).
+    """
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16).decode(encoding, errors="ignore")
+    first, newline, _ = head.partition("\n")
+    return bool(newline) and "\r" not in first
 
 
 def sniff_encoding(path: Path) -> str:

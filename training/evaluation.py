@@ -41,6 +41,7 @@ class EvaluateArguments:
     sentiment_column: str = "sentiment"
     batch_size: int = 64
     n_errors: int = 20
+    allow_pickle: bool = False  # let a pickled pytorch_model.bin load (it can run code)
 
 
 def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequence[str]) -> dict:
@@ -149,7 +150,7 @@ def confident_errors(
 
 def evaluate(args: EvaluateArguments) -> dict:
     """Run the evaluation and write the report folder; returns the metrics."""
-    classifier = Classifier.load(args.model)
+    classifier = Classifier.load(args.model, allow_pickle=args.allow_pickle)
     label_sets = {"stance": classifier.stance_labels, "sentiment": classifier.sentiment_labels}
     columns = ColumnNames(text=args.text_column, stance=args.stance_column,
                           sentiment=args.sentiment_column)

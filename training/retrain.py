@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from training.arguments import TrainArguments
 from training.data import ColumnNames, DataError, load_labelled
 from training.evaluation import head_metrics
 from training.splits import DataSplits, choose_strata, load_checked
-from training.trainer import finish, fit
+from training.trainer import check_writable, checkpoint_dir_of, finish, fit
 from training.validation import normalise_text, validate
 
 HEADS = ("stance", "sentiment")
@@ -57,6 +58,7 @@ class RetrainArguments:
     text_column: str = "text"
     stance_column: str = "stance"
     sentiment_column: str = "sentiment"
+    allow_pickle: bool = False  # let a pickled pytorch_model.bin load (it can run code)
 
 
 def resolve_output(args: RetrainArguments) -> Path:
@@ -67,18 +69,28 @@ def resolve_output(args: RetrainArguments) -> Path:
                 "retrain never overwrites the model it starts from: pass --output NEW_FOLDER, "
                 "or --force to replace --from in place"
             )
-        return source
-    output = Path(args.output)
+        output = source
+    else:
+        output = Path(args.output)
     if (output / "config.json").exists() and not args.force:
         raise FileExistsError(f"a model already exists in {output}; pass --force to overwrite it")
+    check_writable(output)
+    check_writable(Path(f"{output}.checkpoints"))
     return output
 
 
-def deduplicate_latest(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep the last row of each statement: a later correction overrides an earlier one."""
-    keys = frame["text"].map(lambda t: normalise_text(t) if isinstance(t, str) else t)
-    keep = ~keys.duplicated(keep="last")
-    return frame[keep].reset_index(drop=True), int((~keep).sum())
+def deduplicate_latest(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """Keep the last row of each statement: a later correction overrides an earlier one.
+
+    Returns the rows kept and their 1-based row numbers in the file, so problems found in
+    them are reported where the user can find them. Rows without words to compare (missing,
+    non-text, blank) are all kept, for validation to report.
+    """
+    keys = [normalise_text(t) if isinstance(t, str) else "" for t in frame["text"]]
+    keys = pd.Series([k or f"\0row {i}" for i, k in enumerate(keys)], dtype=object)
+    keep = (~keys.duplicated(keep="last")).to_numpy()
+    file_rows = [i + 1 for i, kept in enumerate(keep) if kept]
+    return frame[keep].reset_index(drop=True), file_rows
 
 
 def label_plan(old: list[str], new_data: pd.Series, explicit: list[str] | None) -> list[str]:
@@ -182,10 +194,12 @@ def compare(old: Classifier, new: Classifier, frame: pd.DataFrame) -> dict:
 def retrain(args: RetrainArguments, log=print) -> dict:
     """Run the whole retraining; returns the summary (also written to training_summary.json)."""
     output = resolve_output(args)
-    old = Classifier.load(args.from_model)
+    old = Classifier.load(args.from_model, allow_pickle=args.allow_pickle)
     columns = ColumnNames(text=args.text_column, stance=args.stance_column,
                           sentiment=args.sentiment_column)
-    new_rows, n_dups = deduplicate_latest(load_labelled(args.data, columns))
+    labelled = load_labelled(args.data, columns)
+    new_rows, file_rows = deduplicate_latest(labelled)
+    n_dups = len(labelled) - len(new_rows)
     if n_dups:
         log(f"{n_dups} earlier label(s) of a repeated statement replaced by the latest one")
     label_sets = {
@@ -194,6 +208,8 @@ def retrain(args: RetrainArguments, log=print) -> dict:
                                 args.sentiment_labels),
     }
     report = validate(new_rows, args.data, label_sets=label_sets)
+    for problem in report.problems:  # row numbers of the file, not of the deduplicated rows
+        problem.rows = [file_rows[row - 1] for row in problem.rows]
     if not report.ok:
         raise DataError(report.render())
     for head in HEADS:
@@ -205,7 +221,7 @@ def retrain(args: RetrainArguments, log=print) -> dict:
     log(f"training on {len(new_train)} new + {n_replay} replayed rows; "
         f"{len(new_holdout)} new rows held out")
 
-    model, tokenizer = load_model(args.from_model)
+    model, tokenizer = load_model(args.from_model, allow_pickle=args.allow_pickle)
     apply_label_sets(model, label_sets)
     train_args = TrainArguments(
         output=str(output), epochs=args.epochs, learning_rate=args.learning_rate,
@@ -218,9 +234,10 @@ def retrain(args: RetrainArguments, log=print) -> dict:
         test=original["test"] if not original["test"].empty else None,
     )
     model.train()
-    if not fit(model, tokenizer, splits, train_args, output):
+    if not fit(model, tokenizer, splits, train_args, output, log=log):
         return {}
     metrics = finish(model, tokenizer, splits, train_args, output, args.data)
+    shutil.rmtree(checkpoint_dir_of(train_args, output), ignore_errors=True)
     new = Classifier.load(output)
     summary = {
         "label_sets": label_sets,

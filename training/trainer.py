@@ -7,10 +7,13 @@ with no code of ours.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from model.config import DetenteConfig
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.modeling import DetenteModel
 from model.paths import bundled_corpus, default_base_model, default_model_dir
-from model.persistence import save_model
+from model.persistence import WRITE_ERRORS, ModelWriteError, first_line, save_model
 from training.arguments import TrainArguments
 from training.calibration import calibration_report, fit_temperature
 from training.data import ColumnNames
@@ -99,17 +102,83 @@ def resolve_output(args: TrainArguments) -> Path:
             f"a model already exists in {output}; pass --force to overwrite it or choose "
             "another --output"
         )
+    check_writable(output)
+    check_writable(checkpoint_dir_of(args, output))
     return output
+
+
+def checkpoint_dir_of(args: TrainArguments, output: Path) -> Path:
+    return Path(args.checkpoint_dir or f"{output}.checkpoints")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before training, not after it, when ``folder`` cannot be created and written."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ModelWriteError(f"cannot write to {folder}: {existing} is a file, not a folder")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{folder.name}.probe.", dir=folder.parent))
+    except OSError as err:
+        raise ModelWriteError(
+            f"cannot write to {folder}: {err.strerror or err} ({folder.parent})") from err
+
+
+class CheckpointingTrainer(Trainer):
+    """The stock Trainer, with a failed checkpoint write said in one line and cleaned up.
+
+    Without this a full disk surfaces as a torch/safetensors traceback and leaves a partial
+    ``checkpoint-N`` folder that ``--resume`` would then try (and fail) to load.
+    """
+
+    def _save_checkpoint(self, model, trial) -> None:
+        try:
+            super()._save_checkpoint(model, trial)
+        except WRITE_ERRORS as err:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # only when no earlier checkpoint is in it
+                folder.parent.rmdir()
+            raise ModelWriteError(
+                f"could not write the checkpoint {folder} ({first_line(err)}); is the disk "
+                "full? Earlier checkpoints are kept: free some space and rerun with --resume"
+            ) from err
+
+
+def last_complete_checkpoint(checkpoint_dir: Path, log: Callable[[str], None]) -> Path | None:
+    """The newest ``checkpoint-N`` that was written to the end; partial ones are removed.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one
+    was cut short (killed, disk full) and cannot be resumed from.
+    """
+    complete = []
+    for folder in checkpoint_dir.glob("checkpoint-*"):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+            complete.append((int(folder.name.rsplit("-", 1)[1]), folder))
+        except (OSError, ValueError):
+            log(f"removing the incomplete checkpoint {folder}")
+            shutil.rmtree(folder, ignore_errors=True)
+    return max(complete)[1] if complete else None
 
 
 def build_model(args: TrainArguments) -> tuple[DetenteModel, PreTrainedTokenizerBase]:
     base = args.base_model or str(default_base_model())
     local = Path(base).exists()
+    if local and not args.allow_pickle and not any(Path(base).glob("*.safetensors")) and any(
+        Path(base).glob("*.bin")
+    ):
+        raise ValueError(
+            f"base model {base} has only pickled weights (*.bin), which can run arbitrary code "
+            "when loaded; convert them to safetensors, or pass --allow_pickle if you trust "
+            "the source"
+        )
     set_seed(args.seed)
     try:
         model = DetenteModel.from_base_encoder(
             base,
             local_files_only=local,
+            allow_pickle=args.allow_pickle,
             stance_labels=STANCE_LABELS,
             sentiment_labels=SENTIMENT_LABELS,
             max_seq_length=args.max_seq_length,
@@ -175,6 +244,10 @@ def train(args: TrainArguments) -> TrainResult:
     if not fit(model, tokenizer, splits, args, output):
         return TrainResult(output=output, metrics={}, seconds=time.perf_counter() - started)
     metrics = finish(model, tokenizer, splits, args, output, data_path)
+    # Only now that the model is safely written: until then they are what --resume needs.
+    shutil.rmtree(checkpoint_dir_of(args, output), ignore_errors=True)
+    if args.select_backend:
+        metrics["backend_selection"] = choose_scoring_backend(output, splits.validation)
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 1)
     (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
@@ -187,11 +260,13 @@ def fit(
     splits: DataSplits,
     args: TrainArguments,
     output: Path,
+    log: Callable[[str], None] = print,
 ) -> bool:
     """Run the HF Trainer with early stopping; the best checkpoint ends up in ``model``.
 
     Returns False on every process but the main one under DDP (torchrun / accelerate), so
-    that exactly one process calibrates and writes the model folder.
+    that exactly one process calibrates and writes the model folder. The checkpoints stay
+    until the caller has written the model (``--resume`` needs them if that fails).
     """
     config = model.config
     if args.class_weighting == "balanced":
@@ -199,8 +274,8 @@ def fit(
             "stance": balanced_class_weights(splits.train["stance"], config.stance_labels),
             "sentiment": balanced_class_weights(splits.train["sentiment"], config.sentiment_labels),
         }
-    checkpoint_dir = Path(args.checkpoint_dir or f"{output}.checkpoints")
-    trainer = Trainer(
+    checkpoint_dir = checkpoint_dir_of(args, output)
+    trainer = CheckpointingTrainer(
         model=model,
         args=hf_training_arguments(args, checkpoint_dir),
         train_dataset=to_dataset(splits.train, tokenizer, config),
@@ -209,12 +284,19 @@ def fit(
         compute_metrics=make_compute_metrics(config, args.stance_metric_weight),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
     )
-    resume = bool(args.resume) and any(checkpoint_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    if not trainer.is_world_process_zero():
-        return False
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return True
+    resume_from = None
+    if args.resume:
+        resume_from = last_complete_checkpoint(checkpoint_dir, log)
+        log(f"resuming from {resume_from}" if resume_from else
+            f"no complete checkpoint in {checkpoint_dir}; training from the start")
+    elif stale := sorted(checkpoint_dir.glob("checkpoint-*")):
+        # Left in place, they would mix with this run's: rotation and --resume go by number.
+        log(f"removing {len(stale)} checkpoint(s) of an earlier run in {checkpoint_dir} "
+            "(pass --resume to continue that run instead)")
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer.is_world_process_zero()
 
 
 def finish(
@@ -253,6 +335,28 @@ def finish(
     return metrics
 
 
+def choose_scoring_backend(output: Path, validation: pd.DataFrame | None) -> dict | None:
+    """Pick what ``detente score --backend auto`` runs for the saved model, on validation.
+
+    See ``serve.backends.select_backend``: export, int8 candidates, agreement with torch,
+    macro-F1 change and speed on the validation statements (never the test split); the
+    choice is written next to the model, keyed to its weights. The model is already saved,
+    so a failure here is reported and leaves ``auto`` at ONNX fp32 instead of failing the run.
+    """
+    if validation is None or validation.empty:
+        return None
+    from serve.backends import select_backend
+
+    try:
+        selection = select_backend(
+            output, validation["text"].tolist(), validation["stance"].tolist(),
+            sentiment_gold=validation["sentiment"].tolist(), source="validation split",
+        )
+    except Exception as err:  # an optimisation: the trained model stands without it
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {k: v for k, v in selection.items() if k != "int8_error_ranking"}
+
+
 def split_metrics(classifier: Classifier, frame: pd.DataFrame) -> dict:
     stance_probs, sentiment_probs = classifier.predict_proba(frame["text"].tolist())
     out = {}
@@ -270,11 +374,22 @@ def write_atomically(
     data_path: str,
 ) -> None:
     """Save into a temporary sibling folder, then swap it in: no half-written model folder."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    save_model(model, tokenizer, staging)
-    write_model_card(staging, model.config, metrics, data_path)
-    (staging / "training_summary.json").write_text(json.dumps(metrics, indent=2))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as err:
+        raise ModelWriteError(f"could not write the model to {output}: {err}") from err
+    try:
+        save_model(model, tokenizer, staging)
+        write_model_card(staging, model.config, metrics, data_path)
+        (staging / "training_summary.json").write_text(json.dumps(metrics, indent=2))
+    except (ModelWriteError, *WRITE_ERRORS) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelWriteError(
+            f"could not write the model to {output} ({first_line(err.__cause__ or err)}); "
+            "nothing was written there. Free some space and run the command again "
+            "(detente train --resume continues from the kept checkpoints)"
+        ) from err
     if output.exists():
         old = output.with_name(f".{output.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -299,6 +414,12 @@ def format_summary(metrics: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    selection = metrics.get("backend_selection")
+    if selection:
+        from serve.backends import describe_selection
+
+        lines.append(f"backend selection failed ({selection['error']}); --backend auto runs "
+                     "ONNX fp32" if "error" in selection else describe_selection(selection))
     return "\n".join(lines)
 
 

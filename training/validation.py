@@ -146,11 +146,22 @@ def check_duplicates(frame: pd.DataFrame, heads: Sequence[str]) -> list[Problem]
 
 
 def check_ids(frame: pd.DataFrame) -> list[Problem]:
+    """Ids must be unique; a row without one is only a warning (ids are optional)."""
     if "id" not in frame.columns:
         return []
-    ids = frame["id"].astype(str)
-    dup = ids.duplicated(keep=False).tolist()
-    return [Problem("error", "duplicate id", row_numbers(dup))] if any(dup) else []
+    missing = [is_missing(v) or (isinstance(v, str) and not v.strip()) for v in frame["id"]]
+    ids = pd.Series([None if gone else str(v) for v, gone in zip(frame["id"], missing)],
+                    dtype=object)
+    dup = (ids.duplicated(keep=False) & ids.notna()).tolist()
+    problems = [Problem("error", "duplicate id", row_numbers(dup))] if any(dup) else []
+    if any(missing):
+        problems.append(Problem("warning", "missing id", row_numbers(missing)))
+    return problems
+
+
+def hashable(value: object) -> object:
+    """A value usable as a group key: JSON lists and objects become their text."""
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def check_splits(frame: pd.DataFrame) -> list[Problem]:
@@ -158,18 +169,20 @@ def check_splits(frame: pd.DataFrame) -> list[Problem]:
     if "split" not in frame.columns:
         return []
     problems = []
-    bad = [s not in SPLITS for s in frame["split"]]
+    split = frame["split"].map(hashable)
+    bad = [s not in SPLITS for s in split]
     if any(bad):
         problems.append(Problem("error", f"unknown split; allowed: {list(SPLITS)}",
                                 row_numbers(bad)))
     if "dispute" in frame.columns:
-        splits_of = frame.groupby("dispute")["split"].agg(lambda s: sorted(set(s)))
-        for dispute, splits in splits_of.items():
+        dispute = frame["dispute"].map(hashable)
+        splits_of = split.groupby(dispute).agg(lambda s: sorted(set(s), key=str))
+        for name, splits in splits_of.items():
             if len(splits) > 1:
-                rows = row_numbers((frame["dispute"] == dispute).tolist())
+                rows = row_numbers((dispute == name).tolist())
                 problems.append(Problem(
-                    "error", f"dispute {dispute!r} appears in several splits {splits}", rows))
-    pairs = near_duplicate_pairs(frame["text"].tolist(), frame["split"].tolist())
+                    "error", f"dispute {name!r} appears in several splits {splits}", rows))
+    pairs = near_duplicate_pairs(frame["text"].tolist(), split.tolist())
     if pairs:
         rows = sorted({r + 1 for pair in pairs for r in pair})
         problems.append(Problem(

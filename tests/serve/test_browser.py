@@ -82,7 +82,7 @@ def test_upload_a_file_and_get_the_scored_table(page, tmp_path):
     summary = page.locator("#batch-summary")
     summary.get_by_text(re.compile(r"Scored \d+ of \d+ statements")).wait_for(timeout=60_000)
     assert "Scored 2 of 3 statements" in summary.inner_text()
-    cell = page.locator("#batch-table").get_by_text("empty text").filter(visible=True)
+    cell = page.locator("#batch-table").get_by_text("'text' is empty").filter(visible=True)
     cell.first.wait_for(timeout=30_000)
     download = page.locator("#batch-download [data-testid='download-link']")
     assert download.get_attribute("download").endswith(".csv")

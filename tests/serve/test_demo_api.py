@@ -74,7 +74,7 @@ def test_batch_upload_keeps_bad_rows_and_returns_the_same_format(client, tmp_pat
     assert "Scored **2** of 3" in summary and "1 row(s) could not be scored" in summary
     headers = table["headers"]
     rows = {row[0]: dict(zip(headers, row)) for row in table["data"]}
-    assert rows["r2"]["error"] == "empty text" and rows["r1"]["error"] == ""
+    assert rows["r2"]["error"] == "'text' is empty" and rows["r1"]["error"] == ""
     assert scored.endswith(".csv")
     back = read_table(scored)
     assert back["id"].tolist() == ["r1", "r2", "r3"] and back["source"].tolist()[0] == "wire"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from serve.demo_batch import (
+    CHUNK_CHARS,
+    CHUNK_ROWS,
     BatchError,
     BatchLimits,
+    chunks,
     escape_formula,
     read_pasted,
     read_upload,
@@ -19,9 +23,10 @@ from serve.demo_batch import (
     write_scored,
 )
 from serve.runner import ModelRunner
+from serve.scoring import score_file
 from training.data import read_table
 
-LIMITS = BatchLimits(max_rows=50, max_bytes=20_000, max_chars=300)
+LIMITS = BatchLimits(max_rows=50, max_bytes=20_000, max_row_chars=300)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +73,11 @@ def test_bad_rows_keep_their_place_with_the_reason(tmp_path, runner):
     result = run_batch(runner, LIMITS, pasted="ignored", upload=path)
     table = result.table
     assert table["id"].tolist() == list("abcdef") and result.fmt == "jsonl"
-    assert table["error"].tolist() == [
-        None, "empty text", "missing text", "text is not a string (int)",
-        "text longer than 300 characters (use detente score)", None]
+    assert table["error"].tolist() == [  # detente score's reasons, plus the demo's limit
+        None, "'text' is blank (only white space)", "'text' is missing (null)",
+        "'text' is int, not text: 42",
+        "'text' is too long for the demo: 301 characters (the limit here is 300; score it "
+        "with detente score)", None]
     assert table["stance"].notna().tolist() == [True, False, False, False, False, True]
     probs = table[["p_pro_negotiation", "p_accusatory", "p_neutral"]].iloc[[0, 5]].sum(axis=1)
     assert probs.round(4).tolist() == [1.0, 1.0]
@@ -114,3 +121,41 @@ def test_charts_are_figures_with_every_label(runner):
     assert labels == runner.stance_labels
     hist = sentiment_histogram(result.table)
     assert hist.axes[0].get_xlim() == (-1.0, 1.0)
+
+
+LONG_TEXT = " ".join(
+    f"Sentence {i} of the statement says the delegation will return to Geneva for talks "
+    f"on the ceasefire, and the rebels accused the army of shelling village {i}." for i in
+    range(8)
+)  # about 8 x 30 tokens: several windows of the tiny model's 64 tokens
+
+
+def test_a_long_text_gets_the_same_numbers_as_score_file(tmp_path, runner, tiny_model_dir):
+    columns = ["p_pro_negotiation", "p_accusatory", "p_neutral", "sentiment_score"]
+    rows = pd.DataFrame({"id": ["short", "long", "empty"],
+                         "text": ["We are ready to talk.", LONG_TEXT, ""]})
+    path = tmp_path / "rows.csv"
+    rows.to_csv(path, index=False)
+    demo = run_batch(runner, LIMITS_LONG, pasted=None, upload=path).table
+    score_file(path, tmp_path / "scored.csv", model=tiny_model_dir, backend="torch",
+               progress=False)
+    cli = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False, na_values=[""])
+    np.testing.assert_allclose(demo[columns].to_numpy(dtype=float),
+                               cli[columns].to_numpy(dtype=float), atol=1e-6)
+    assert demo["stance"].tolist()[:2] == cli["stance"].tolist()[:2]
+    assert demo["error"].tolist()[2] == cli["error"].tolist()[2] == "'text' is empty"
+    # Windowed, not truncated: the row differs from the model reading its first 64 tokens.
+    truncated, _ = runner.proba([LONG_TEXT])
+    assert runner.classifier.tokenizer(LONG_TEXT, return_length=True)["length"][0] > 64 * 3
+    assert np.abs(demo.loc[1, columns[:3]].to_numpy(dtype=float) - truncated[0]).max() > 1e-4
+
+
+LIMITS_LONG = BatchLimits(max_rows=50, max_bytes=200_000)
+
+
+def test_chunks_hold_the_model_lock_for_a_bounded_amount_of_text():
+    short = chunks(list(range(100)), [10] * 100)
+    assert [len(c) for c in short] == [CHUNK_ROWS, 100 - CHUNK_ROWS]
+    sizes = [100, CHUNK_CHARS, 100, 100]  # a long row makes a chunk of its own
+    assert chunks([0, 1, 2, 3], sizes) == [[0], [1], [2, 3]]
+    assert chunks([1, 3], sizes) == [[1], [3]] and chunks([], []) == []

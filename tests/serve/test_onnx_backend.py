@@ -141,3 +141,17 @@ def test_score_file_with_onnx_matches_torch(model_copy, tmp_path):
     columns = ["p_pro_negotiation", "p_accusatory", "p_neutral", "sentiment_score"]
     np.testing.assert_allclose(a[columns].to_numpy(), b[columns].to_numpy(), atol=1e-4)
     assert (a["model_version"] == b["model_version"]).all()
+
+
+def test_sessions_block_instead_of_spinning_unless_asked(model_copy, monkeypatch):
+    graph = resolve_backend(model_copy, "onnx").graph
+
+    def spinning(session) -> str:
+        return session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning")
+
+    monkeypatch.delenv("DETENTE_ORT_SPIN", raising=False)
+    assert spinning(ox.make_session(graph)) == "0"
+    assert spinning(ox.make_session(graph, spin=True)) == "1"
+    monkeypatch.setenv("DETENTE_ORT_SPIN", "1")
+    assert spinning(ox.make_session(graph)) == "1"

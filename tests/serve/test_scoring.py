@@ -281,7 +281,8 @@ def test_reading_from_a_row_gives_the_same_rows(tmp_path, fmt):
 def test_unreadable_inputs_fail_before_scoring_with_the_reason(tmp_path, tiny_model_dir):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("text,n\nfine,1\nbad,2,3\n", encoding="utf-8")
-    with pytest.raises(DataError, match="Expected 2 columns, got 3: bad,2,3"):
+    with pytest.raises(DataError, match=r"row 2 \(line 3\) has 3 field\(s\) where the header "
+                       r"has 2: 'bad,2,3'"):
         score(tmp_path, bad_csv, "o.csv", tiny_model_dir)
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
