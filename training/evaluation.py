@@ -57,7 +57,10 @@ def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequen
     return {
         "n": len(g),
         "accuracy": float(accuracy_score(g, p)),
-        "macro_f1": float(f1_score(g, p, labels=list(labels), average="macro", zero_division=0)),
+        # Macro-F1 over the labels that occur (in gold or predictions): a label absent from
+        # both would otherwise count as F1 = 0 and understate small evaluation sets.
+        "macro_f1": float(f1_score(g, p, labels=[x for x in labels if x in set(g) | set(p)],
+                                   average="macro", zero_division=0)),
         "per_class": {
             label: {"precision": float(precision[i]), "recall": float(recall[i]),
                     "f1": float(f1[i]), "support": int(support[i])}

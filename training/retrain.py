@@ -223,7 +223,10 @@ def retrain(args: RetrainArguments, log=print) -> dict:
 
     model, tokenizer = load_model(args.from_model, allow_pickle=args.allow_pickle)
     apply_label_sets(model, label_sets)
+    # No warm-up: the model is already fine-tuned, and with a handful of new rows a warm-up
+    # would spend the only optimiser steps at a learning rate near zero.
     train_args = TrainArguments(
+        warmup_ratio=0.0,
         output=str(output), epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, seed=args.seed, max_seq_length=model.config.max_seq_length,
         early_stopping_patience=args.early_stopping_patience, force=True,
