@@ -162,8 +162,9 @@ MIN_AGREEMENT = 0.99  # stance labels equal to torch fp32's on at least 99 % of 
 MAX_F1_DROP = 0.005  # and at most 0.5 stance macro-F1 points lost (validation split)
 RULE = ">= 99% stance-label agreement with torch fp32 and <= 0.5 stance macro-F1 points lost"
 # Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls of largest
-# simulated quantization error left in fp32. The first that qualifies ends the ladder:
-# every further step keeps more of the graph in fp32, so it is expected to be slower.
+# simulated quantization error (weighted by the layers after them) left in fp32. The first
+# that qualifies ends the ladder: every further step keeps more of the graph in fp32, so
+# it is expected to be slower.
 SELECTION_LADDER = (0, 6, 12)
 SELECTION_MAX_ROWS = 1000  # a larger validation set is sampled down (seeded): cost bound
 RANKING_ROWS = 64  # statements whose activations rank the MatMuls
