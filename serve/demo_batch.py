@@ -36,11 +36,11 @@ from matplotlib.ticker import MaxNLocator
 
 from serve.runner import ModelRunner
 from serve.scoring import MAX_TEXT_CHARS, Scores, scored_columns, text_error
+from serve.tabular_io import escape_formula as escape_text_formula
 from training.data import DataError, detect_format, read_table
 
 CHUNK_ROWS = 64
 CHUNK_CHARS = 32_000  # about 64 statements of 500 characters; a longer row is a chunk alone
-FORMULA_PREFIXES = ("=", "+", "-", "@")
 STANCE_COLOURS = {"pro_negotiation": "#2a9d8f", "accusatory": "#d1495b", "neutral": "#8d99ae"}
 OUTPUT_SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "parquet": ".parquet"}
 
@@ -222,10 +222,12 @@ def display_table(scored: pd.DataFrame, stance_labels: list[str]) -> pd.DataFram
 
 
 def escape_formula(value: object) -> object:
-    """Stop a spreadsheet from running a cell as a formula (``=cmd()``, ``@SUM``, ...)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """Stop a spreadsheet from running a cell as a formula (``=cmd()``, ``@SUM``, ...).
+
+    The same rule as ``detente score`` (``serve.tabular_io.escape_formula``), so a file
+    downloaded from the demo is as safe to open as one scored on the command line.
+    """
+    return escape_text_formula(value) if isinstance(value, str) else value
 
 
 def write_scored(scored: pd.DataFrame, fmt: str, folder: Path, stem: str = "scored") -> Path:
@@ -238,6 +240,7 @@ def write_scored(scored: pd.DataFrame, fmt: str, folder: Path, stem: str = "scor
         safe = scored.copy()
         for column in text_columns:
             safe[column] = safe[column].map(escape_formula)
+        safe.columns = [escape_text_formula(str(c)) for c in safe.columns]
         safe.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
     elif fmt == "jsonl":
         scored.to_json(path, orient="records", lines=True, force_ascii=False)
