@@ -52,10 +52,12 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, classifier) -> None:
+    def __init__(self, classifier, model_version: str | None = None) -> None:
         self.classifier = classifier
         self.tokenizer = classifier.tokenizer
         self.config = classifier.config
+        if model_version is not None:  # already hashed by resolve_backend: don't read 90 MB again
+            classifier._version = model_version
         self.model_version = classifier.model_version
 
     def predict_proba(
@@ -126,11 +128,11 @@ def load_backend(
     """A ready backend for the model folder; ``threads`` caps intra-op threads (Ray actors)."""
     resolved = resolve_backend(model, backend)
     if resolved.name == "torch":
-        return _torch_backend(resolved.folder, threads)
+        return _torch_backend(resolved.folder, threads, resolved.version)
     return open_onnx_backend(resolved, threads)
 
 
-def _torch_backend(folder: Path, threads: int | None) -> TorchBackend:
+def _torch_backend(folder: Path, threads: int | None, version: str | None = None) -> TorchBackend:
     """The torch model; ``threads`` set after loading, which would otherwise use every core."""
     import torch
 
@@ -139,7 +141,7 @@ def _torch_backend(folder: Path, threads: int | None) -> TorchBackend:
     classifier = Classifier.load(folder)
     if threads:
         torch.set_num_threads(threads)
-    return TorchBackend(classifier)
+    return TorchBackend(classifier, version)
 
 
 def open_onnx_backend(resolved: ResolvedBackend, threads: int | None):

@@ -20,7 +20,14 @@ def test_round_trip_is_exact_and_uses_safetensors(tiny_model_dir, tmp_path):
     assert again.config.stance_temperature == pytest.approx(1.7)
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), name
-    assert weights_hash(tmp_path / "copy") == weights_hash(tmp_path / "copy")
+    # model_version is a content hash: the same weights saved twice hash alike, and the
+    # temperature (config only) does not change it, but any weight change does.
+    save_model(again, tokenizer, tmp_path / "second")
+    assert weights_hash(tmp_path / "second") == weights_hash(tmp_path / "copy")
+    with torch.no_grad():
+        again.stance_head.bias[0] += 1e-3
+    save_model(again, tokenizer, tmp_path / "changed")
+    assert weights_hash(tmp_path / "changed") != weights_hash(tmp_path / "copy")
 
 
 def test_missing_folder_and_missing_files_give_clear_errors(tiny_model_dir, tmp_path):
