@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -129,11 +129,33 @@ def test_no_source_file_unpickles():
 FORMULA = st.sampled_from(["=", "+", "-", "@"])
 
 
+def _is_plain_number(cell: str) -> bool:
+    """A cell such as ``+0`` or ``-1.5e3``: written as it is, since it cannot run anything."""
+    if not cell or any(c not in "0123456789.eE+-" for c in cell):
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def test_plain_numbers_are_not_escaped_but_formulas_that_look_numeric_are():
+    from serve.tabular_io import escape_formula
+
+    for number in ("+0", "-5", "+1.5e3", "-.25", "+5."):
+        assert escape_formula(number) == number
+    for formula in ("+1+1", "-5*2", "=1", "+0 ", "-1e", "+inf"):
+        assert escape_formula(formula) == "'" + formula
+
+
 @settings(max_examples=50, deadline=None)
+@example(cells=[("+", "0"), ("-", "1.5e3"), ("=", "1")], fmt="csv")
 @given(st.lists(st.tuples(FORMULA, st.text(max_size=20)), min_size=1, max_size=10),
        st.sampled_from(["csv", "tsv"]))
 def test_scored_csv_cells_never_start_a_formula(cells, fmt):
-    """Every text cell (input columns too) that starts with = + - @ is written escaped."""
+    """Every text cell (input columns too) that starts with = + - @ is written escaped,
+    unless the whole cell is a plain number."""
     import tempfile
 
     from serve.demo_batch import write_scored
@@ -145,8 +167,8 @@ def test_scored_csv_cells_never_start_a_formula(cells, fmt):
     with tempfile.TemporaryDirectory() as folder:
         back = read_table(write_scored(scored, fmt, Path(folder)))
     for column in ("id", "text", "source"):
-        assert all(v.startswith("'") for v in back[column]), back[column].tolist()
-        assert [v[1:] for v in back[column]] == scored[column].tolist()
+        expected = [v if _is_plain_number(v) else "'" + v for v in scored[column]]
+        assert back[column].astype(str).tolist() == expected
     assert back["sentiment_score"].astype(float).tolist() == [-0.5] * len(texts)  # numbers kept
 
 
