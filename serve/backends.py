@@ -7,10 +7,13 @@ its macro-F1 change and its statements/s on the validation statements, and write
 ``selection.json`` into the model's ONNX cache, keyed to the weights' hash: the fastest
 backend that keeps at least 99 % stance-label agreement with torch fp32 and loses at most
 0.5 stance macro-F1 points, with the int8 settings that achieved it and the measurements.
-``auto`` follows that file when it matches the weights' hash; without it (a model trained
-with ``select_backend=False``, retrained, or copied without its cache) ``auto`` means ONNX
-fp32, which gives the same probabilities as torch (within 1e-4) faster, and falls back to
-torch if the model cannot be exported.
+``detente retrain`` makes the same choice for the model it writes, and ``detente
+select-backend --model FOLDER`` makes it for any model folder (on the validation split of
+``--data``, the bundled corpus by default). ``auto`` follows that file when it matches the
+weights' hash and the export format; without it (a model trained with
+``select_backend=False`` or copied without its cache) ``auto`` means ONNX fp32, which gives
+the same probabilities as torch (within 1e-4) faster, and falls back to torch if the model
+cannot be exported. The default model's choice is made again, once, when it is missing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -102,7 +106,10 @@ def resolve_backend(model: str | Path | None = None, backend: str = "auto") -> R
         return ResolvedBackend(folder, "torch", version)
     from serve import onnx_backend as ox
 
-    selection = ox.read_selection(folder, version) or {}
+    selection = ox.read_selection(folder, version)
+    if selection is None and backend == "auto" and model is None:
+        selection = _select_for_default_model(folder)
+    selection = selection or {}
     int8 = ox.Int8Config.from_dict(selection.get("int8"))
     name = backend
     if backend == "auto":
@@ -120,6 +127,29 @@ def resolve_backend(model: str | Path | None = None, backend: str = "auto") -> R
         log.warning("%s; scoring with torch instead", err)
         return ResolvedBackend(folder, "torch", version)
     return ResolvedBackend(folder, name, version, int8, graph)
+
+
+def _select_for_default_model(folder: Path) -> dict | None:
+    """Choose ``auto``'s backend for the default model when its choice is missing or stale.
+
+    The default model was chosen for when it was trained; a newer detente that exports
+    graphs differently (``GRAPH_FORMAT``) invalidates that choice. Redoing it takes
+    about half a minute on the bundled corpus's validation split, once.
+    """
+    from model.paths import bundled_corpus
+
+    corpus = bundled_corpus()
+    if not corpus.is_file():
+        return None
+    print("Choosing the fastest scoring backend for the default model on the validation "
+          "split (once, about half a minute) ...", file=sys.stderr)
+    try:
+        selection = select_backend_on_file(folder, corpus)
+    except Exception as err:  # an optimisation: ONNX fp32 gives torch's labels without it
+        log.warning("backend selection failed (%s); --backend auto runs ONNX fp32", err)
+        return None
+    print(describe_selection(selection), file=sys.stderr)
+    return selection
 
 
 def load_backend(
@@ -166,8 +196,9 @@ RULE = ">= 99% stance-label agreement with torch fp32 and <= 0.5 stance macro-F1
 # Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls of largest
 # simulated quantization error (weighted by the layers after them) left in fp32. The first
 # that qualifies ends the ladder: every further step keeps more of the graph in fp32, so
-# it is expected to be slower.
-SELECTION_LADDER = (0, 6, 12)
+# it is expected to be slower. Small steps first: on the default model each MatMul kept in
+# fp32 cost about 3-5 % of int8's speed, and 1-3 of them were usually enough.
+SELECTION_LADDER = (0, 1, 2, 3, 4, 6, 9, 12)
 SELECTION_MAX_ROWS = 1000  # a larger validation set is sampled down (seeded): cost bound
 RANKING_ROWS = 64  # statements whose activations rank the MatMuls
 

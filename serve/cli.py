@@ -144,9 +144,10 @@ from serve.cli_demo import demo  # noqa: E402
 
 app.command()(demo)
 
-from serve.cli_score import score  # noqa: E402
+from serve.cli_score import score, select_backend  # noqa: E402
 
 app.command()(score)
+app.command("select-backend")(select_backend)
 
 
 def main() -> None:

@@ -121,6 +121,33 @@ def score(
 score.__doc__ = SCORE_HELP
 
 
+def select_backend(
+    model: Annotated[Path | None, typer.Option(
+        help="Model folder (default: the default model).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Labelled file with a split column; its split=validation rows are used "
+        "(default: the bundled corpus). Never the test split.")] = None,
+) -> None:
+    """Choose what `detente score --backend auto` runs for a model, on validation statements.
+
+    Times torch, ONNX fp32 and int8 variants on the validation rows and keeps the fastest
+    that agrees with torch fp32 on >= 99% of stance labels and loses <= 0.5 macro-F1
+    points. `detente train` and `detente retrain` do this already; run it for a model
+    copied without its onnx/ folder, or after moving to another machine.
+    """
+    from model.paths import bundled_corpus
+    from serve.backends import describe_selection, resolve_model_dir, select_backend_on_file
+
+    _log_to_stderr()
+    try:
+        folder = resolve_model_dir(model)
+        selection = select_backend_on_file(folder, data or bundled_corpus())
+    except _user_errors() as err:
+        _fail(str(err))
+    typer.echo(describe_selection(selection))
+    typer.echo(f"saved to {selection.get('file', '(not written)')}")
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean 'this input or option is wrong': one line, no traceback."""
     from model.persistence import ModelLoadError

@@ -73,6 +73,9 @@ def retrain(
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     allow_pickle: Annotated[bool, typer.Option(help=ALLOW_PICKLE_HELP)] = False,
+    select_backend: Annotated[bool, typer.Option(
+        help="Choose the scoring backend for `--backend auto` on the validation split "
+        "after saving (30-60 s).")] = True,
 ) -> None:
     """Continue training on new rows while replaying original data; print before/after."""
     from serve.cli import user_errors
@@ -89,10 +92,17 @@ def retrain(
         stance_labels=split_labels(stance_labels),
         sentiment_labels=split_labels(sentiment_labels), epochs=epochs,
         learning_rate=learning_rate, seed=seed, allow_pickle=allow_pickle,
+        select_backend=select_backend,
     )
     try:
         summary = run(args, log=typer.echo)
     except user_errors() as err:
         _fail(str(err))
     typer.echo(format_comparison(summary))
+    selection = summary.get("backend_selection")
+    if selection:
+        from serve.backends import describe_selection
+
+        typer.echo(f"backend selection failed ({selection['error']}); --backend auto runs "
+                   "ONNX fp32" if "error" in selection else describe_selection(selection))
     typer.echo(f"new model saved to {args.output or args.from_model}")

@@ -27,7 +27,7 @@ from training.arguments import TrainArguments
 from training.data import ColumnNames, DataError, load_labelled
 from training.evaluation import head_metrics
 from training.splits import DataSplits, choose_strata, load_checked
-from training.trainer import check_writable, checkpoint_dir_of, finish, fit
+from training.trainer import check_writable, checkpoint_dir_of, choose_scoring_backend, finish, fit
 from training.validation import normalise_text, validate
 
 HEADS = ("stance", "sentiment")
@@ -59,6 +59,9 @@ class RetrainArguments:
     stance_column: str = "stance"
     sentiment_column: str = "sentiment"
     allow_pickle: bool = False  # let a pickled pytorch_model.bin load (it can run code)
+    select_backend: bool = field(default=True, metadata={
+        "help": "After saving, choose what `detente score --backend auto` runs for the new "
+        "model, on the replayed data's validation split (see TrainArguments.select_backend)."})
 
 
 def resolve_output(args: RetrainArguments) -> Path:
@@ -230,6 +233,7 @@ def retrain(args: RetrainArguments, log=print) -> dict:
         output=str(output), epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, seed=args.seed, max_seq_length=model.config.max_seq_length,
         early_stopping_patience=args.early_stopping_patience, force=True,
+        select_backend=args.select_backend,
     )
     splits = DataSplits(
         train=pd.concat([new_train, replay], ignore_index=True),
@@ -250,8 +254,11 @@ def retrain(args: RetrainArguments, log=print) -> dict:
         "new_holdout": compare(old, new, new_holdout),
     }
     metrics["retrain"] = summary
+    if train_args.select_backend:
+        log("choosing the scoring backend on the validation split ...")
+        metrics["backend_selection"] = choose_scoring_backend(output, splits.validation)
     (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
-    return summary
+    return {**summary, "backend_selection": metrics.get("backend_selection")}
 
 
 def format_comparison(summary: dict) -> str:

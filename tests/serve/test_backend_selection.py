@@ -150,3 +150,46 @@ def test_detente_train_chooses_the_backend_for_the_model_it_wrote(tmp_path, corp
     assert "backend_selection" not in plain.metrics
     assert not (plain.output / "onnx").exists()
     assert resolve_backend(plain.output).name == "onnx"  # no selection: lossless ONNX fp32
+
+
+def test_detente_select_backend_command_writes_the_choice(model_copy, corpus_file,
+                                                          labelled_file):
+    from typer.testing import CliRunner
+
+    from serve.cli import app
+
+    runner = CliRunner()
+    assert ox.read_selection(model_copy, weights_hash(model_copy)) is None
+    result = runner.invoke(app, ["select-backend", "--model", str(model_copy),
+                                 "--data", str(corpus_file)])
+    assert result.exit_code == 0, result.output
+    assert "--backend auto ->" in result.output and "selection.json" in result.output
+    selection = ox.read_selection(model_copy, weights_hash(model_copy))
+    assert selection["data"]["statements"] == len(SPLIT_STATEMENTS["validation"])
+    assert resolve_backend(model_copy, "auto").name == selection["backend"]
+
+    refused = runner.invoke(app, ["select-backend", "--model", str(model_copy),
+                                  "--data", str(labelled_file)])
+    assert refused.exit_code == 1 and "split=validation" in refused.output
+
+
+def test_auto_redoes_a_missing_choice_for_the_default_model(tiny_model_dir, tmp_path,
+                                                           monkeypatch, capsys):
+    """A newer export format drops the old choice; the default model gets a new one, once."""
+    from model.paths import default_model_dir
+
+    monkeypatch.setenv("DETENTE_HOME", str(tmp_path / "home"))
+    folder = default_model_dir()
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    resolved = resolve_backend(None, "auto")
+    assert "Choosing the fastest scoring backend" in capsys.readouterr().err
+    selection = ox.read_selection(folder, weights_hash(folder))
+    assert selection is not None and "validation split" in selection["data"]["source"]
+    assert resolved.name == selection["backend"]
+    resolve_backend(None, "auto")  # now it is there: not chosen again
+    assert "Choosing" not in capsys.readouterr().err
+    # a model named by its folder is never re-benchmarked behind the user's back
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other, ignore=shutil.ignore_patterns("onnx"))
+    assert resolve_backend(other, "auto").name == "onnx"
+    assert ox.read_selection(other, weights_hash(other)) is None

@@ -75,6 +75,28 @@ def test_export_is_cached_and_redone_when_the_weights_change(model_copy, tmp_pat
     np.testing.assert_allclose(onnx_stance, torch_stance, atol=1e-4)
 
 
+def test_graph_uses_plain_attention_and_an_older_export_is_redone(model_copy, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_copy, folder)
+    resolved = resolve_backend(folder, "onnx")
+    ops = {node.op_type for node in onnx.load(str(resolved.graph)).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops  # eager attention, not SDPA's guards
+    ox.write_selection(folder, resolved.version, {"backend": "onnx-int8", "int8": None})
+    assert resolve_backend(folder, "auto").name == "onnx-int8"
+
+    index_path = folder / "onnx" / "cache.json"
+    for path in (index_path, folder / "onnx" / ox.SELECTION_FILE):
+        record = json.loads(path.read_text())
+        del record["graph_format"]  # as detente 0.1 left them
+        path.write_text(json.dumps(record))
+    stamp = resolved.graph.stat().st_mtime_ns
+    again = resolve_backend(folder, "auto")
+    assert again.name == "onnx"  # the old selection went with the old graphs
+    assert again.graph.stat().st_mtime_ns != stamp  # exported again
+    assert not (folder / "onnx" / ox.SELECTION_FILE).exists()
+    assert json.loads(index_path.read_text())["graph_format"] == ox.GRAPH_FORMAT
+
+
 def test_int8_runs_and_its_agreement_with_fp32_is_measured(model_copy, torch_probs):
     backend = load_backend(model_copy, "onnx-int8")
     assert backend.name == "onnx-int8"

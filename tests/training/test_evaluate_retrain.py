@@ -64,6 +64,15 @@ def test_retrain_adds_a_label_and_reports_before_after(trained_tiny, corpus_file
         "pro_negotiation", "accusatory", "neutral", "procedural"}
     assert set(summary["original_test"]) == {"before", "after"}
     assert summary["rows"]["new_holdout"] > 0
+    # `--backend auto` for the new model was chosen on the validation split, for its weights
+    from model.persistence import weights_hash
+    from serve.backends import resolve_backend
+    from serve.onnx_backend import read_selection
+
+    selection = read_selection(out, weights_hash(out))
+    assert selection is not None and selection["data"]["statements"] == 9
+    assert summary["backend_selection"]["backend"] == selection["backend"]
+    assert resolve_backend(out, "auto").name == selection["backend"]
     # the source model is untouched
     assert Classifier.load(trained_tiny).stance_labels == ["pro_negotiation", "accusatory",
                                                           "neutral"]
