@@ -193,14 +193,21 @@ def open_onnx_backend(resolved: ResolvedBackend, threads: int | None):
 MIN_AGREEMENT = 0.99  # stance labels equal to torch fp32's on at least 99 % of statements
 MAX_F1_DROP = 0.005  # and at most 0.5 stance macro-F1 points lost (validation split)
 RULE = ">= 99% stance-label agreement with torch fp32 and <= 0.5 stance macro-F1 points lost"
-# Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls of largest
-# simulated quantization error (weighted by the layers after them) left in fp32. The first
+# Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls that int8
+# hurts most left in fp32 (ranked by simulated error weighted by the layers after them,
+# the top of that ranking then measured one node at a time; see _measure_shortlist). The first
 # that qualifies ends the ladder: every further step keeps more of the graph in fp32, so
 # it is expected to be slower. Small steps first: on the default model each MatMul kept in
 # fp32 cost about 3-5 % of int8's speed, and 1-3 of them were usually enough.
 SELECTION_LADDER = (0, 1, 2, 3, 4, 6, 9, 12)
 SELECTION_MAX_ROWS = 1000  # a larger validation set is sampled down (seeded): cost bound
 RANKING_ROWS = 64  # statements whose activations rank the MatMuls
+# The simulated ranking's top nodes are then measured: each quantized alone, on this many
+# statements. On the default model the simulation put layer 0's FFN output product 5th;
+# measured, it was 1st, and keeping it alone in fp32 qualified where the simulated top 3
+# did not.
+SENSITIVITY_SHORTLIST = 12
+SENSITIVITY_ROWS = 128
 
 
 def is_acceptable(candidate: dict) -> bool:
@@ -294,17 +301,17 @@ def select_backend(
 ) -> dict:
     """Measure the backends of a model folder on labelled statements and pick ``auto``'s.
 
-    ``texts`` and the gold labels must be held-out statements the model was not tuned on
-    and that are not its test set: the validation split. Candidates: torch fp32 (the
-    reference), ONNX fp32, and per-channel dynamic int8 leaving the k encoder MatMuls with
-    the largest simulated quantization error in fp32 for k in ``ladder`` (the first that
-    qualifies ends the ladder). Each is run on the same statements, timed, and compared
-    with torch: stance and sentiment label agreement, largest probability difference,
-    macro-F1 change. The fastest that meets ``RULE`` wins (``choose_fastest``); the two
-    fastest qualifying ONNX contenders are timed once more, interleaved, so that one noisy
-    pass does not decide. Unless ``write`` is False the result goes to ``selection.json``
-    next to the cached graphs, with every candidate's numbers; only the winner's int8
-    graph stays in the cache. Returns that record.
+    ``texts`` and the gold labels must be held-out statements the model was not tuned on and
+    that are not its test set: the validation split. Candidates: torch fp32 (the reference),
+    ONNX fp32, and per-channel dynamic int8 leaving the k encoder MatMuls that int8 hurts
+    most in fp32 for k in ``ladder`` (the first that qualifies ends the ladder). Each is run
+    on the same statements, timed, and compared with torch: stance and sentiment label
+    agreement, largest probability difference, macro-F1 change. The fastest that meets
+    ``RULE`` wins (``choose_fastest``); the two fastest qualifying ONNX contenders are timed
+    once more, interleaved, so that one noisy pass does not decide. Unless ``write`` is
+    False the result goes to ``selection.json`` next to the cached graphs, with every
+    candidate's numbers; only the winner's int8 graph stays in the cache. Returns that
+    record.
     """
     from model.classifier import Classifier
     from model.persistence import check_model_folder, weights_hash
@@ -353,6 +360,8 @@ def select_backend(
             ranking = ox.rank_by_quantization_error(
                 fp32, tokenizer, texts[:RANKING_ROWS], batch_size=batch_size,
                 max_length=config.max_seq_length, seed=seed)
+            ranking = _measure_shortlist(ranking, fp32, tokenizer, config, texts, work,
+                                         batch_size)
             for k in ladder:
                 int8 = ox.Int8Config(True, tuple(name for name, _ in ranking[:k]))
                 variant = "onnx-int8/per-channel" + (f"-fp32-top{k}" if k else "")
@@ -392,6 +401,9 @@ def select_backend(
                  "stance_labelled": sum(g in config.stance_labels for g in stance_gold)},
         "candidates": candidates,
         "int8_error_ranking": [[name, round(score, 5)] for name, score in ranking[:12]],
+        "int8_ranking_method": f"simulated int8 error (depth-weighted) on {RANKING_ROWS} "
+        f"statements, then the top {SENSITIVITY_SHORTLIST} measured one at a time on "
+        f"{SENSITIVITY_ROWS}: mean absolute change of the stance probabilities",
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "load_average": [round(x, 2)
                                                             for x in os.getloadavg()]},
@@ -402,6 +414,20 @@ def select_backend(
     if write:
         selection["file"] = str(ox.write_selection(folder, version, selection))
     return selection
+
+
+def _measure_shortlist(
+    ranking: list[tuple[str, float]], fp32: Path, tokenizer, config: DetenteConfig,
+    texts: list[str], work: Path, batch_size: int,
+) -> list[tuple[str, float]]:
+    """Reorder the simulated ranking's top nodes by their measured effect on the labels."""
+    from serve import onnx_backend as ox
+
+    shortlist = [name for name, _ in ranking[:SENSITIVITY_SHORTLIST]]
+    measured = ox.rank_sensitive_nodes(
+        fp32, tokenizer, config, texts[:SENSITIVITY_ROWS], work / "sensitivity",
+        batch_size=batch_size, candidates=shortlist)
+    return measured + [item for item in ranking if item[0] not in set(shortlist)]
 
 
 def _retime(candidates: list[dict], backends: dict, texts: list[str], batch_size: int) -> None:

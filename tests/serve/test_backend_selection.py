@@ -126,6 +126,23 @@ def test_ranking_puts_every_encoder_matmul_in_order(model_copy):
         assert score == pytest.approx(factor * plain[name])
 
 
+def test_measured_sensitivity_of_a_shortlist(model_copy, tmp_path):
+    """Each shortlisted node is quantized alone; the ones that move the labels most come first."""
+    version = weights_hash(model_copy)
+    fp32 = ox.ensure_fp32(model_copy, version)
+    backend = load_backend(model_copy, "onnx")
+    texts = [t for t, _, _ in SPLIT_STATEMENTS["train"]]
+    nodes = [n for n in ox.quantizable_nodes(fp32) if n not in ox.head_nodes([n])]
+    shortlist = nodes[:3]
+    measured = ox.rank_sensitive_nodes(fp32, backend.tokenizer, backend.config, texts,
+                                       tmp_path / "work", candidates=shortlist)
+    assert sorted(name for name, _ in measured) == sorted(shortlist)
+    scores = [score for _, score in measured]
+    assert scores == sorted(scores, reverse=True) and all(s >= 0 for s in scores)
+    assert max(scores) > 0  # int8 moves the probabilities a little
+    assert not (tmp_path / "work").exists()  # its probe graphs are cleaned up
+
+
 def test_detente_train_chooses_the_backend_for_the_model_it_wrote(tmp_path, corpus_file,
                                                                   tiny_encoder_dir):
     from training.arguments import TrainArguments
