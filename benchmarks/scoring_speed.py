@@ -9,6 +9,8 @@ In one process, on the same statements (the test split of ``--data``), it measur
 - ``onnx-int8/...``: dynamic int8, per-tensor, per-channel, and per-channel with the k
   encoder MatMuls whose quantization moves the stance probabilities most left in fp32
   (ranked on ``--sensitivity`` statements, one node quantized at a time).
+- ``auto = ...``: what ``--backend auto`` runs, as chosen on the validation split; its
+  row is the out-of-sample check of that choice on the test split.
 
 For each: statements/s (median of ``--rounds`` interleaved rounds, so load from other
 processes hits every backend alike), stance and sentiment label agreement with torch
@@ -167,6 +169,12 @@ def build_variants(args, model_dir: Path, texts: list[str]) -> tuple[dict, dict,
                                  "onnx-int8")
         variants[name] = (lambda t, b=backend: b.predict_proba(t, batch), "onnx-int8",
                           config.to_dict())
+    auto = resolve_backend(model_dir, "auto")  # the choice made on the validation split
+    if auto.name != "torch":
+        chosen = open_onnx_backend(auto, None)
+        label = (ox.read_selection(model_dir, version) or {}).get("variant", auto.name)
+        variants[f"auto = {label}"] = (lambda t: chosen.predict_proba(t, batch), auto.name,
+                                       getattr(auto.int8, "to_dict", lambda: None)())
     return variants, {"model_version": version, "classifier": classifier}, ranking
 
 

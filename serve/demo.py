@@ -197,8 +197,10 @@ def confidence_note(pred: Prediction, tokens: int, runner: ModelRunner) -> str:
     else:
         lines.append("Probabilities are not calibrated (this model has no fitted temperature).")
     if tokens > runner.max_tokens:
-        lines.append(f"The statement has {tokens} tokens; the model reads only the first "
-                     f"{runner.max_tokens}.")
+        lines.append(f"The statement has {tokens} tokens, more than the model's window of "
+                     f"{runner.max_tokens}: it was read in sentence windows and their "
+                     "probabilities averaged by length, as `detente score` does. The "
+                     "explanation covers the first window.")
     return "  \n".join(lines)
 
 

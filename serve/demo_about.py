@@ -87,7 +87,8 @@ def model_details(classifier: Classifier) -> str:
         f"- Folder: `{classifier.path}`" if classifier.path else "- Not saved to a folder",
         f"- Version (content hash of the weights): `{classifier.model_version}`",
         f"- Base encoder: `{config.base_model or 'unknown'}`",
-        f"- Reads at most {config.max_seq_length} tokens of a statement",
+        f"- Reads {config.max_seq_length} tokens at a time; a longer statement is read in "
+        "sentence windows whose probabilities are averaged by length",
         f"- Stance labels: {', '.join(classifier.stance_labels)}; sentiment labels: "
         f"{', '.join(classifier.sentiment_labels)}",
         f"- Calibration temperatures: {calibrated} (1.00 means not calibrated)",

@@ -89,8 +89,17 @@ class ModelRunner:
                                batch_size=batch_size)
 
     def predict(self, text: str) -> Prediction:
-        stance, sentiment = self.proba([text])
-        return self.classifier.to_predictions(stance, sentiment)[0]
+        """One statement, scored as ``detente score`` scores it.
+
+        A statement longer than the model's window is read in sentence windows whose
+        probabilities are averaged by length (``serve.long_text``), not cut off, so the
+        statement tab, the batch tab and ``detente score`` agree on every text.
+        """
+        scores = self.score_rows([text])
+        if scores.errors[0] is not None:
+            raise ValueError(scores.errors[0])
+        return self.classifier.to_predictions(scores.stance.astype(np.float32),
+                                              scores.sentiment.astype(np.float32))[0]
 
     def token_count(self, text: str) -> int:
         """Tokens in ``text`` including special tokens, before any truncation."""

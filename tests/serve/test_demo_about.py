@@ -40,4 +40,4 @@ def test_metrics_table_has_every_split_head_and_calibration(tmp_path):
 def test_model_details_name_the_version_and_window(tiny_classifier):
     text = model_details(tiny_classifier)
     assert tiny_classifier.model_version in text
-    assert "at most 64 tokens" in text
+    assert "Reads 64 tokens at a time" in text

@@ -136,3 +136,28 @@ def test_runner_reports_where_the_window_ends(tiny_classifier):
     assert end is not None and 0 < end < len(long_text)
     ex = runner.explain(long_text)
     assert ex.unread_from == end and all(u.end <= end for u in ex.units)
+
+
+def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
+    tiny_classifier, tmp_path
+):
+    from serve.corrections import CorrectionStore
+    from serve.demo import DemoHandlers
+    from serve.runner import ModelRunner
+    from serve.scoring import score_texts
+
+    runner = ModelRunner(tiny_classifier)  # max_seq_length 64
+    sentences = ["The envoy said talks would resume in Geneva next week.",
+                 "The army shelled the border villages again overnight, the governor said."]
+    long_text = " ".join(sentences[i % 2] for i in range(12))
+    store = CorrectionStore(tmp_path / "c.jsonl", stance_labels=tiny_classifier.stance_labels,
+                            sentiment_labels=tiny_classifier.sentiment_labels)
+    handlers = DemoHandlers(runner, store)
+    stance, _, score, note, raw = handlers.predict(long_text)
+    expected = score_texts([long_text], runner._backend)
+    assert expected.split[0]  # it is longer than one window
+    assert [stance[k] for k in tiny_classifier.stance_labels] == pytest.approx(
+        expected.stance[0].tolist(), abs=1e-6)
+    truncated = tiny_classifier.predict([long_text])[0]  # what reading 64 tokens gives
+    assert raw["stance_probs"] != pytest.approx(truncated.stance_probs, abs=1e-6)
+    assert "sentence windows" in note
