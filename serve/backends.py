@@ -7,6 +7,8 @@ its macro-F1 change and its statements/s on the validation statements, and write
 ``selection.json`` into the model's ONNX cache, keyed to the weights' hash: the fastest
 backend that keeps at least 99 % stance-label agreement with torch fp32 and loses at most
 0.5 stance macro-F1 points, with the int8 settings that achieved it and the measurements.
+The choice asks for 99.5 % agreement on validation (``SELECTION_MARGIN``) so that the
+99 % holds on statements it never saw.
 ``detente retrain`` makes the same choice for the model it writes, and ``detente
 select-backend --model FOLDER`` makes it for any model folder (on the validation split of
 ``--data``, the bundled corpus by default). ``auto`` follows that file when it matches the
@@ -193,6 +195,14 @@ def open_onnx_backend(resolved: ResolvedBackend, threads: int | None):
 MIN_AGREEMENT = 0.99  # stance labels equal to torch fp32's on at least 99 % of statements
 MAX_F1_DROP = 0.005  # and at most 0.5 stance macro-F1 points lost (validation split)
 RULE = ">= 99% stance-label agreement with torch fp32 and <= 0.5 stance macro-F1 points lost"
+# The rule must hold on statements the choice never saw (the test split), but it is checked
+# on the validation split, where ~550 statements measure agreement to about +-0.4 points
+# (one standard error near 99 %) and each label is 0.2 points. Picking the first of several
+# int8 candidates to scrape past 99 % there picks the luckiest: on the default model,
+# one MatMul in fp32 had 99.28 % on validation and 98.64 % on test. So the choice asks for
+# this much more agreement on the selection data (99.5 %); there, three MatMuls in fp32
+# had 99.64 % on validation and 99.40 % (-0.30 F1 points) on test.
+SELECTION_MARGIN = 0.005
 # Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls that int8
 # hurts most left in fp32 (ranked by simulated error weighted by the layers after them,
 # the top of that ranking then measured one node at a time; see _measure_shortlist). The first
@@ -210,15 +220,16 @@ SENSITIVITY_SHORTLIST = 12
 SENSITIVITY_ROWS = 128
 
 
-def is_acceptable(candidate: dict) -> bool:
-    """Whether a benchmarked backend may be the default (the rule in the module docstring).
+def is_acceptable(candidate: dict, margin: float = 0.0) -> bool:
+    """Whether a benchmarked backend meets the rule (see the module docstring).
 
     ``candidate`` has ``backend``, ``stance_agreement`` (vs torch fp32) and
     ``macro_f1_drop`` (torch fp32's stance macro-F1 minus the candidate's on the selection
     data, in [0, 1], or None when the data had no gold labels). Without gold labels the
-    F1 rule cannot be checked, so only the fp32 backends qualify.
+    F1 rule cannot be checked, so only the fp32 backends qualify. ``margin`` raises the
+    agreement needed (``SELECTION_MARGIN`` when choosing; 0 when checking a choice).
     """
-    if candidate["stance_agreement"] < MIN_AGREEMENT:
+    if candidate["stance_agreement"] < MIN_AGREEMENT + margin:
         return False
     drop = candidate.get("macro_f1_drop")
     if drop is None:
@@ -226,9 +237,9 @@ def is_acceptable(candidate: dict) -> bool:
     return drop <= MAX_F1_DROP
 
 
-def choose_fastest(candidates: list[dict]) -> dict:
+def choose_fastest(candidates: list[dict], margin: float = 0.0) -> dict:
     """The acceptable candidate with the highest ``statements_per_s`` (torch if none is)."""
-    acceptable = [c for c in candidates if is_acceptable(c)]
+    acceptable = [c for c in candidates if is_acceptable(c, margin)]
     if not acceptable:
         return {"backend": "torch", "statements_per_s": None, "reason": "no candidate qualified"}
     return max(acceptable, key=lambda c: c["statements_per_s"])
@@ -282,7 +293,7 @@ def _candidate(
         "sentiment_macro_f1_drop": None if sentiment_f1 is None or ref.sentiment_f1 is None
         else ref.sentiment_f1 - sentiment_f1,
     }
-    row["qualifies"] = is_acceptable(row)
+    row["qualifies"] = is_acceptable(row, SELECTION_MARGIN)
     return row
 
 
@@ -379,7 +390,7 @@ def select_backend(
             _retime(candidates, backends, texts, batch_size)
     except ox.OnnxError as err:
         notes.append(f"int8 candidates skipped: {err}")
-    chosen = choose_fastest(candidates)
+    chosen = choose_fastest(candidates, SELECTION_MARGIN)
     try:
         if chosen.get("variant") in built:
             path, int8 = built[chosen["variant"]]
@@ -394,6 +405,8 @@ def select_backend(
         "variant": chosen.get("variant", chosen["backend"]),
         "int8": chosen.get("int8"),
         "rule": RULE,
+        "selection_margin": f"chosen with >= {100 * (MIN_AGREEMENT + SELECTION_MARGIN):.1f}% "
+        "agreement on the selection data, so that the rule holds on unseen statements",
         "evidence": {key: chosen.get(key) for key in (
             "statements_per_s", "stance_agreement", "sentiment_agreement", "macro_f1_drop",
             "sentiment_macro_f1_drop", "max_abs_prob_diff")},
@@ -476,7 +489,7 @@ def describe_selection(selection: dict) -> str:
             f"{f1} points, {chosen['statements_per_s']:.0f} statements/s")
     others = ", ".join(
         f"{name} {row['statements_per_s']:.0f}/s ({row['stance_agreement']:.1%}"
-        f"{'' if row.get('qualifies') else ', fails the rule'})"
+        f"{'' if row.get('qualifies') else ', short of the rule with its margin'})"
         for name, row in rows.items() if name != selection.get("variant"))
     if others:
         parts.append(f"vs {others}")

@@ -148,6 +148,10 @@ def test_selection_rule():
                "macro_f1_drop": 0.004}
     assert choose_fastest([torch_fp32, onnx_fp32, int8_bad, int8_f1]) is onnx_fp32
     assert choose_fastest([torch_fp32, onnx_fp32, int8_bad, int8_f1, int8_ok]) is int8_ok
+    # choosing asks for a margin over the rule: 99.2 % agreement passes the rule, not the choice
+    assert choose_fastest([torch_fp32, onnx_fp32, int8_ok], margin=0.005) is onnx_fp32
+    assert choose_fastest([torch_fp32, onnx_fp32, {**int8_ok, "stance_agreement": 0.996}],
+                          margin=0.005)["statements_per_s"] == 180
     no_gold = {**int8_ok, "macro_f1_drop": None}
     assert not is_acceptable(no_gold) and is_acceptable({**onnx_fp32, "macro_f1_drop": None})
 
