@@ -488,7 +488,7 @@ def describe_selection(selection: dict) -> str:
             f"stance agreement with torch {chosen['stance_agreement']:.2%}, macro-F1 "
             f"{f1} points, {chosen['statements_per_s']:.0f} statements/s")
     others = ", ".join(
-        f"{name} {row['statements_per_s']:.0f}/s ({row['stance_agreement']:.1%}"
+        f"{name} {row['statements_per_s']:.0f}/s ({row['stance_agreement']:.2%}"
         f"{'' if row.get('qualifies') else ', short of the rule with its margin'})"
         for name, row in rows.items() if name != selection.get("variant"))
     if others:
