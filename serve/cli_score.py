@@ -135,9 +135,12 @@ def select_backend(
     points. `detente train` and `detente retrain` do this already; run it for a model
     copied without its onnx/ folder, or after moving to another machine.
     """
+    from transformers.utils import logging as hf_logging
+
     from model.paths import bundled_corpus
     from serve.backends import describe_selection, resolve_model_dir, select_backend_on_file
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per candidate is noise here
     _log_to_stderr()
     try:
         folder = resolve_model_dir(model)
