@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from model.persistence import weights_hash
 from serve.cli import app
+from serve.onnx_backend import GRAPH_FORMAT
 from serve.scoring import score_file
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same sums in every process
@@ -172,7 +173,8 @@ def damaged_onnx_cache(folder: Path) -> None:
     cache.mkdir()
     (cache / "model.fp32.onnx").write_bytes(b"\x08\x07garbage" * 10)
     (cache / "cache.json").write_text(json.dumps(
-        {"weights_hash": weights_hash(folder), "files": {"model.fp32.onnx": {"opset": 17}}}))
+        {"weights_hash": weights_hash(folder), "graph_format": GRAPH_FORMAT,
+         "files": {"model.fp32.onnx": {"opset": 17}}}))
 
 
 DAMAGE = {
