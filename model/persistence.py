@@ -107,13 +107,21 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Hold back transformers' multi-line load report; what matters goes into our error."""
+    """Hold back transformers' multi-line load report; what matters goes into our error.
+
+    Also its "Loading weights" bar: loading a 22 M-parameter model from a local file takes
+    a fraction of a second, and a bar per load cluttered every ``detente predict``.
+    """
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(

@@ -64,3 +64,16 @@ def test_pickle_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
 def test_a_non_detente_folder_is_named_as_such(tiny_encoder_dir):
     with pytest.raises(ModelLoadError, match="not a detente model"):
         load_model(tiny_encoder_dir)
+
+
+def test_loading_prints_no_weight_progress_bar_and_restores_the_setting(tiny_model_dir, capfd):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    load_model(tiny_model_dir)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # other bars (training, downloads) unchanged
+    hf_logging.disable_progress_bar()
+    load_model(tiny_model_dir)
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
