@@ -174,7 +174,7 @@ def build_variants(args, model_dir: Path, texts: list[str]) -> tuple[dict, dict,
         chosen = open_onnx_backend(auto, None)
         label = (ox.read_selection(model_dir, version) or {}).get("variant", auto.name)
         variants[f"auto = {label}"] = (lambda t: chosen.predict_proba(t, batch), auto.name,
-                                       auto.int8.to_dict() if auto.int8 else None)
+                                       auto.int8.to_dict() if auto.name == "onnx-int8" else None)
     return variants, {"model_version": version, "classifier": classifier}, ranking
 
 
