@@ -27,7 +27,8 @@ def test_size_and_stance_balance(corpus):
     assert len(corpus) >= 3000
     shares = corpus["stance"].value_counts(normalize=True)
     assert set(shares.index) == {"pro_negotiation", "accusatory", "neutral"}
-    assert all(0.28 <= share <= 0.39 for share in shares), shares.to_dict()
+    # neutral leads since the December 2026 rows for neutral-heavy real-text patterns
+    assert all(0.25 <= share <= 0.45 for share in shares), shares.to_dict()
     assert corpus["sentiment"].notna().all()
 
 
