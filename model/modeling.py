@@ -31,19 +31,49 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 def head_loss(
-    logits: torch.Tensor, labels: torch.Tensor | None, weight: torch.Tensor | None
+    logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    soft_targets: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Cross-entropy over the rows that carry a label for this head; None when none do.
 
-    A batch may hold rows labelled only for the other head (-100 here). Plain
+    A row's label is either a class index (``labels``; -100 for none) or, where a row has one,
+    a distribution over the classes (``soft_targets``; all zeros for none), e.g. the share of
+    20 human raters who found a sentence negative, neutral or positive: a graded target that
+    a single label would flatten. A soft target wins over an index on the same row.
+    ``row_weights`` scale rows (a source measuring a nearby construct counts less). Plain
     ``cross_entropy`` would return NaN for a batch with no labelled row, so such a head
     contributes nothing instead.
     """
-    if labels is None or not bool((labels != IGNORE_INDEX).any()):
+    n = logits.shape[0]
+    has_soft = (soft_targets.sum(dim=-1) > 0) if soft_targets is not None else (
+        torch.zeros(n, dtype=torch.bool, device=logits.device))
+    hard = (labels != IGNORE_INDEX) & ~has_soft if labels is not None else (
+        torch.zeros(n, dtype=torch.bool, device=logits.device))
+    if not bool(hard.any()) and not bool(has_soft.any()):
         return None
+    rows = row_weights.to(logits.dtype) if row_weights is not None else logits.new_ones(n)
     if weight is not None:
         weight = weight.to(logits.device, logits.dtype)
-    return nn.functional.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE_INDEX)
+    numerator = logits.new_zeros(())
+    denominator = logits.new_zeros(())
+    if bool(hard.any()):
+        # Same value as cross_entropy(..., weight) with mean reduction when rows weigh 1.
+        targets = labels[hard]
+        per_row = nn.functional.cross_entropy(logits[hard], targets, weight=weight,
+                                              reduction="none")
+        class_weight = weight[targets] if weight is not None else torch.ones_like(per_row)
+        numerator = numerator + (rows[hard] * per_row).sum()
+        denominator = denominator + (rows[hard] * class_weight).sum()
+    if bool(has_soft.any()):
+        log_probs = nn.functional.log_softmax(logits[has_soft], dim=-1)
+        targets = soft_targets[has_soft].to(logits.dtype)
+        targets = targets / targets.sum(dim=-1, keepdim=True)
+        numerator = numerator - (rows[has_soft] * (targets * log_probs).sum(dim=-1)).sum()
+        denominator = denominator + rows[has_soft].sum()
+    return numerator / denominator.clamp(min=1e-9)
 
 
 class DetenteModel(PreTrainedModel):
@@ -142,6 +172,8 @@ class DetenteModel(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         stance_labels: torch.Tensor | None = None,
         sentiment_labels: torch.Tensor | None = None,
+        sentiment_soft_labels: torch.Tensor | None = None,
+        row_weights: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         **_: object,
     ) -> DetenteOutput:
@@ -152,15 +184,16 @@ class DetenteModel(PreTrainedModel):
         stance_logits = self.stance_head(pooled)
         sentiment_logits = self.sentiment_head(pooled)
         losses = []
-        for head, logits, labels in (
-            ("stance", stance_logits, stance_labels),
-            ("sentiment", sentiment_logits, sentiment_labels),
+        for head, logits, labels, soft in (
+            ("stance", stance_logits, stance_labels, None),
+            ("sentiment", sentiment_logits, sentiment_labels, sentiment_soft_labels),
         ):
-            loss = head_loss(logits, labels, self.loss_weights.get(head))
+            loss = head_loss(logits, labels, self.loss_weights.get(head), soft, row_weights)
             if loss is not None:
                 losses.append(self.head_loss_weights.get(head, 1.0) * loss)
         loss = torch.stack(losses).sum() if losses else None
-        if loss is None and (stance_labels is not None or sentiment_labels is not None):
+        if loss is None and any(x is not None for x in (
+                stance_labels, sentiment_labels, sentiment_soft_labels)):
             # Labels were given but no row carried one: a zero that still has a graph.
             loss = (stance_logits.sum() + sentiment_logits.sum()) * 0.0
         return DetenteOutput(

@@ -16,9 +16,17 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 class TrainArguments:
     """Everything a training run needs; defaults rebuild the default model from data/."""
 
-    data: str | None = field(default=None, metadata=_help(
-        "Labelled training data (CSV, TSV, JSONL, Parquet or a saved HF dataset folder). "
-        "Default: the project's corpus data/statements.jsonl."))
+    data: list[str] = field(default_factory=list, metadata=_help(
+        "Labelled data: one or more files (CSV, TSV, JSONL, Parquet or saved HF dataset "
+        "folders). Each is split by its own split column (train/validation/test; test_<name> "
+        "rows are only evaluated) or by --validation-fraction. Optional columns: source "
+        "(metrics per source), weight (scales a row's loss), sentiment_shares (JSONL/Parquet: "
+        "{negative, neutral, positive} shares, e.g. of raters, a graded sentiment target). "
+        "Default: the bundled data listed in data/README.md."))
+    select_sources: list[str] = field(default_factory=list, metadata=_help(
+        "Only validation rows of these sources choose the epoch, the temperatures and the "
+        "scoring backend. Default: every validation row; with the bundled data, the real "
+        "statements (ungdc, wh_briefings, wikinews)."))
     validation_data: str | None = field(default=None, metadata=_help(
         "Separate validation file. Default: rows with split=validation in --data, or a "
         "stratified hold-out of --validation-fraction."))
@@ -76,6 +84,8 @@ class TrainArguments:
         "A YAML or JSON file of these arguments; command-line flags override it."))
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, str | Path):  # one file, as in configs before --data took several
+            self.data = [str(self.data)]
         if not 0.0 <= self.stance_metric_weight <= 1.0:
             raise ValueError("stance_metric_weight must be in [0, 1]")
         if self.class_weighting not in ("balanced", "none"):

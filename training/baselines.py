@@ -20,23 +20,6 @@ def labelled(frame: pd.DataFrame, head: str) -> pd.DataFrame:
     return frame[frame[head].notna()]
 
 
-def majority_predict(train: pd.DataFrame, texts: Sequence[str], head: str) -> list[str]:
-    rows = labelled(train, head)
-    model = DummyClassifier(strategy="most_frequent").fit(rows[["text"]], rows[head])
-    return list(model.predict(pd.DataFrame({"text": list(texts)})))
-
-
-def tfidf_predict(train: pd.DataFrame, texts: Sequence[str], head: str, seed: int = 0) -> list[str]:
-    """Word uni+bigram TF-IDF with balanced logistic regression."""
-    rows = labelled(train, head)
-    model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-        LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed),
-    )
-    model.fit(rows["text"].tolist(), rows[head].tolist())
-    return list(model.predict(list(texts)))
-
-
 def vader_compound(texts: Sequence[str]) -> np.ndarray:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -51,15 +34,31 @@ def vader_predict(texts: Sequence[str], threshold: float = 0.05) -> list[str]:
             for c in compound]
 
 
-def baseline_predictions(
-    train: pd.DataFrame, texts: Sequence[str]
-) -> dict[str, dict[str, list[str]]]:
-    """``{baseline: {head: predictions}}`` for every baseline that applies to a head."""
-    out: dict[str, dict[str, list[str]]] = {"majority": {}, "tfidf_logreg": {}, "vader": {}}
-    for head in ("stance", "sentiment"):
-        if labelled(train, head).empty:
-            continue
-        out["majority"][head] = majority_predict(train, texts, head)
-        out["tfidf_logreg"][head] = tfidf_predict(train, texts, head)
-    out["vader"]["sentiment"] = vader_predict(texts)
-    return out
+class Baselines:
+    """Majority and TF-IDF baselines fitted once on a training table, then asked many times
+    (the model card scores them on every source of every split)."""
+
+    def __init__(self, train: pd.DataFrame) -> None:
+        self.models: dict[str, dict[str, object]] = {"majority": {}, "tfidf_logreg": {}}
+        for head in ("stance", "sentiment"):
+            rows = labelled(train, head)
+            if rows.empty:
+                continue
+            self.models["majority"][head] = DummyClassifier(strategy="most_frequent").fit(
+                rows[["text"]], rows[head])
+            self.models["tfidf_logreg"][head] = make_pipeline(
+                TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                LogisticRegression(max_iter=2000, class_weight="balanced", random_state=0),
+            ).fit(rows["text"].tolist(), rows[head].tolist())
+
+    def predict(self, texts: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        """``{baseline: {head: predictions}}`` for every baseline that applies to a head."""
+        texts = list(texts)
+        out: dict[str, dict[str, list[str]]] = {"majority": {}, "tfidf_logreg": {}, "vader": {}}
+        for head, model in self.models["majority"].items():
+            out["majority"][head] = list(model.predict(pd.DataFrame({"text": texts})))
+        for head, model in self.models["tfidf_logreg"].items():
+            out["tfidf_logreg"][head] = list(model.predict(texts))
+        out["vader"]["sentiment"] = vader_predict(texts)
+        return out
+

@@ -41,6 +41,7 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: floa
         return {}
     logits, labels = logits[keep], labels[keep]
     return {
+        "n": int(keep.sum()),
         "temperature": temperature,
         "ece_before": expected_calibration_error(softmax(logits), labels),
         "ece_after": expected_calibration_error(softmax(logits / temperature), labels),

@@ -1,27 +1,22 @@
 """Finding the default model, and training it on first use.
 
-The default model is a product of the bundled corpus. When the corpus changes (a ``git pull``
-brought new rows), a model trained on the old one is stale: it is retrained, with a message,
+The default model is a product of the bundled data. When it changes (a ``git pull``
+brought new rows), a model trained on the old data is stale: it is retrained, with a message,
 the next time something needs it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from model.paths import bundled_corpus, default_model_dir
+from model.paths import default_model_dir
+from training.bundled_data import data_fingerprint
 
 
 class DefaultModelMissing(RuntimeError):
     """No default model yet and training it was not allowed."""
-
-
-def corpus_fingerprint(path: Path | None = None) -> str:
-    path = path or bundled_corpus()
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
 
 
 def trained_fingerprint(folder: Path) -> str | None:
@@ -29,23 +24,25 @@ def trained_fingerprint(folder: Path) -> str | None:
     if not summary.is_file():
         return None
     try:
-        return json.loads(summary.read_text()).get("corpus_fingerprint")
+        values = json.loads(summary.read_text())
     except json.JSONDecodeError:
         return None
+    # A model from before the bundled data had several files recorded only the corpus's hash.
+    return values.get("data_fingerprint", "stale" if "corpus_fingerprint" in values else None)
 
 
 def ensure_default_model(train_if_missing: bool = True) -> Path:
     """The default model folder; (re)trains it from the bundled corpus when absent or stale."""
     folder = default_model_dir()
     exists = (folder / "config.json").is_file()
-    current = corpus_fingerprint()
+    current = data_fingerprint()
     if exists and trained_fingerprint(folder) in (current, None):
         return folder
     if not train_if_missing:
         if exists:
             return folder
         raise DefaultModelMissing(f"no default model in {folder}; run `detente train` to build it")
-    reason = ("the bundled corpus changed since it was trained" if exists
+    reason = ("the bundled data changed since it was trained" if exists
               else "there is none yet")
     print(
         f"Training the default model in {folder} because {reason} (about 3-5 minutes on a "

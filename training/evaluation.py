@@ -17,12 +17,13 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from model.classifier import Classifier, sentiment_score
 from model.paths import bundled_corpus
-from training.baselines import baseline_predictions, vader_compound
+from training.baselines import Baselines, vader_compound
 from training.data import ColumnNames, DataError
 from training.metrics import expected_calibration_error
 from training.plots import confusion_matrix_png, reliability_png
 from training.splits import load_checked
 
+SELECTED_GROUP = "selected_sources"  # the selection sources together (the real statements)
 SENTIMENT_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 
@@ -95,7 +96,10 @@ def baseline_training_rows(args: EvaluateArguments, label_sets: dict) -> pd.Data
 
 
 def evaluate_frame(
-    classifier: Classifier, frame: pd.DataFrame, train_rows: pd.DataFrame | None, batch_size: int
+    classifier: Classifier,
+    frame: pd.DataFrame,
+    train_rows: pd.DataFrame | Baselines | None,
+    batch_size: int,
 ) -> tuple[dict, dict]:
     """Metrics for the model and the baselines, plus the raw arrays the report needs."""
     texts = frame["text"].tolist()
@@ -114,15 +118,50 @@ def evaluate_frame(
     scores = sentiment_score(sentiment_probs, classifier.sentiment_labels)
     if metrics["sentiment"]:
         metrics["sentiment"]["spearman"] = spearman(scores, frame["sentiment"].tolist())
+    if "mean_rating" in frame.columns and frame["mean_rating"].notna().sum() >= 3:
+        metrics["rated"] = rating_correlations(frame, scores)
     if train_rows is not None:
         metrics["baselines"] = score_baselines(train_rows, frame, classifier)
     return metrics, {**arrays, "sentiment_score": scores}
 
 
-def score_baselines(train_rows: pd.DataFrame, frame: pd.DataFrame, clf: Classifier) -> dict:
+def rating_correlations(frame: pd.DataFrame, scores: np.ndarray) -> dict:
+    """Spearman of the model's sentiment_score and of VADER's compound with the mean human
+    rating, on the rows that have one (a graded check that three-way labels would blur)."""
+    keep = frame["mean_rating"].notna().to_numpy()
+    rating = frame["mean_rating"].to_numpy(dtype=float)[keep]
+    texts = frame["text"][keep].tolist()
+    def rho(values: np.ndarray) -> float | None:
+        statistic = float(spearmanr(values, rating).statistic)
+        return None if np.isnan(statistic) else statistic
+
+    return {"n": int(keep.sum()), "model_spearman": rho(scores[keep]),
+            "vader_spearman": rho(vader_compound(texts))}
+
+
+def metrics_by_source(
+    classifier: Classifier, frame: pd.DataFrame, baselines: Baselines,
+    selected_sources: Sequence[str] = (), batch_size: int = 64,
+) -> dict[str, dict]:
+    """The model's and the baselines' scores on each source's rows of one split, and on the
+    selection sources together (``SELECTED_GROUP``: the real statements, by default)."""
+    if "source" not in frame.columns:
+        frame = frame.assign(source="all")
+    groups = {str(source): rows for source, rows in frame.groupby("source", sort=True)}
+    selected = frame[frame["source"].isin(selected_sources)]
+    if len(selected_sources) > 1 and not selected.empty:
+        groups[SELECTED_GROUP] = selected
+    return {name: evaluate_frame(classifier, rows.reset_index(drop=True), baselines, batch_size)[0]
+            for name, rows in groups.items()}
+
+
+def score_baselines(
+    train_rows: pd.DataFrame | Baselines, frame: pd.DataFrame, clf: Classifier
+) -> dict:
     texts = frame["text"].tolist()
+    baselines = train_rows if isinstance(train_rows, Baselines) else Baselines(train_rows)
     out: dict = {}
-    for name, heads in baseline_predictions(train_rows, texts).items():
+    for name, heads in baselines.predict(texts).items():
         out[name] = {}
         for head, pred in heads.items():
             scores = head_metrics(frame[head].tolist(), pred, clf.config.labels_of(head))
@@ -160,7 +199,11 @@ def evaluate(args: EvaluateArguments) -> dict:
     data = args.data or str(bundled_corpus())
     frame = select_rows(load_checked(data, columns, label_sets), args.split)
     train_rows = baseline_training_rows(args, label_sets)
-    metrics, arrays = evaluate_frame(classifier, frame, train_rows, args.batch_size)
+    baselines = Baselines(train_rows)
+    metrics, arrays = evaluate_frame(classifier, frame, baselines, args.batch_size)
+    if "source" in frame.columns and frame["source"].nunique() > 1:
+        metrics["by_source"] = metrics_by_source(classifier, frame, baselines,
+                                                 batch_size=args.batch_size)
     metrics.update(model=str(classifier.path), model_version=classifier.model_version,
                    data=data, split=args.split)
     errors = confident_errors(frame, arrays, classifier, args.n_errors)

@@ -37,6 +37,21 @@ def errors_table(errors: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def source_table(metrics: dict) -> str:
+    """Model and baselines per ``source`` (present when the file has that column)."""
+    lines = ["| source | rows | stance macro-F1 | sentiment macro-F1 | TF-IDF+LR stance | "
+             "VADER sentiment |", "|---|---|---|---|---|---|"]
+    for source, scores in sorted(metrics.get("by_source", {}).items()):
+        base = scores.get("baselines", {})
+        lines.append(
+            f"| {source} | {scores.get('rows')} | "
+            f"{fmt(scores.get('stance', {}).get('macro_f1'))} | "
+            f"{fmt(scores.get('sentiment', {}).get('macro_f1'))} | "
+            f"{fmt(base.get('tfidf_logreg', {}).get('stance', {}).get('macro_f1'))} | "
+            f"{fmt(base.get('vader', {}).get('sentiment', {}).get('macro_f1'))} |")
+    return "\n".join(lines)
+
+
 def render_report(metrics: dict, figures: list[str], errors: list[dict]) -> str:
     parts = [
         "# detente evaluation report", "",
@@ -45,6 +60,8 @@ def render_report(metrics: dict, figures: list[str], errors: list[dict]) -> str:
         "", "Baselines are trained on the same training rows and scored on the same rows.", "",
         summary_table(metrics), "",
     ]
+    if metrics.get("by_source"):
+        parts += ["## Per source", "", source_table(metrics), ""]
     for head in ("stance", "sentiment"):
         scores = metrics.get(head, {})
         if scores:

@@ -21,13 +21,20 @@ from torch import nn
 
 from model.classifier import Classifier
 from model.modeling import DetenteModel
-from model.paths import bundled_corpus
 from model.persistence import load_model
 from training.arguments import TrainArguments
+from training.bundled_data import REAL_SOURCES, replay_data_files
 from training.data import ColumnNames, DataError, load_labelled
 from training.evaluation import head_metrics
-from training.splits import DataSplits, choose_strata, load_checked
-from training.trainer import check_writable, checkpoint_dir_of, choose_scoring_backend, finish, fit
+from training.splits import DataSplits, choose_strata, load_checked, with_source
+from training.trainer import (
+    check_writable,
+    checkpoint_dir_of,
+    choose_scoring_backend,
+    finish,
+    fit,
+    selection_rows,
+)
 from training.validation import normalise_text, validate
 
 HEADS = ("stance", "sentiment")
@@ -41,7 +48,8 @@ class RetrainArguments:
         "help": "Where to write the new model. Required unless --force (overwrite --from)."})
     force: bool = field(default=False, metadata={"help": "Allow overwriting an existing model."})
     replay_data: str | None = field(default=None, metadata={
-        "help": "Original training data to replay (default: the bundled corpus)."})
+        "help": "Original training data to replay (default: the bundled written corpus and "
+                "real statements, the files of the default model that carry both labels)."})
     replay_ratio: float = field(default=2.0, metadata={
         "help": "Replayed original rows per new training row."})
     holdout_fraction: float = field(default=0.2, metadata={
@@ -162,11 +170,17 @@ def split_new(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
-def original_splits(path: str, label_sets: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
-    frame = load_checked(path, ColumnNames(), label_sets_for_old(path))
-    frame = restrict_labels(frame, label_sets)
-    if "split" not in frame.columns:
-        raise DataError(f"{path}: replay data needs a split column (train/validation/test)")
+def original_splits(
+    paths: list[str], label_sets: dict[str, list[str]]
+) -> dict[str, pd.DataFrame]:
+    frames = []
+    for path in paths:
+        frame = load_checked(path, ColumnNames(), label_sets_for_old(path))
+        frame = with_source(restrict_labels(frame, label_sets), path)
+        if "split" not in frame.columns:
+            raise DataError(f"{path}: replay data needs a split column (train/validation/test)")
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
     return {name: frame[frame["split"] == name].reset_index(drop=True)
             for name in ("train", "validation", "test")}
 
@@ -218,9 +232,10 @@ def retrain(args: RetrainArguments, log=print) -> dict:
     for head in HEADS:
         log(describe_mapping(head, old.config.labels_of(head), label_sets[head]))
     new_train, new_holdout = split_new(new_rows, args.holdout_fraction, args.seed)
-    original = original_splits(args.replay_data or str(bundled_corpus()), label_sets)
+    replay = [args.replay_data] if args.replay_data else [str(p) for p in replay_data_files()]
+    original = original_splits(replay, label_sets)
     n_replay = min(len(original["train"]), math.ceil(args.replay_ratio * len(new_train)))
-    replay = original["train"].sample(n=n_replay, random_state=args.seed)
+    replayed = original["train"].sample(n=n_replay, random_state=args.seed)
     log(f"training on {len(new_train)} new + {n_replay} replayed rows; "
         f"{len(new_holdout)} new rows held out")
 
@@ -233,10 +248,11 @@ def retrain(args: RetrainArguments, log=print) -> dict:
         output=str(output), epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, seed=args.seed, max_seq_length=model.config.max_seq_length,
         early_stopping_patience=args.early_stopping_patience, force=True,
-        select_backend=args.select_backend,
+        select_backend=args.select_backend, data=replay,
+        select_sources=[s for s in REAL_SOURCES if s in set(original["validation"]["source"])],
     )
     splits = DataSplits(
-        train=pd.concat([new_train, replay], ignore_index=True),
+        train=pd.concat([new_train, replayed], ignore_index=True),
         validation=original["validation"],
         test=original["test"] if not original["test"].empty else None,
     )
@@ -256,7 +272,8 @@ def retrain(args: RetrainArguments, log=print) -> dict:
     metrics["retrain"] = summary
     if train_args.select_backend:
         log("choosing the scoring backend on the validation split ...")
-        metrics["backend_selection"] = choose_scoring_backend(output, splits.validation)
+        metrics["backend_selection"] = choose_scoring_backend(
+            output, selection_rows(splits.validation, train_args))
     (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
     return {**summary, "backend_selection": metrics.get("backend_selection")}
 

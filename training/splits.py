@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -11,12 +12,25 @@ from sklearn.model_selection import train_test_split
 from training.data import ColumnNames, DataError, load_labelled
 from training.validation import normalise_text, validate
 
+HELD_OUT_PREFIX = "test_"
+
 
 @dataclass
 class DataSplits:
+    """The rows of a run. ``held_out`` holds extra evaluation-only splits (``test_*``), such as
+    a whole source that no training or model choice may see."""
+
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame | None
+    held_out: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def evaluation_sets(self) -> dict[str, pd.DataFrame]:
+        """Every split that reports quality, by name: validation, test and the held-out ones."""
+        sets = {"validation": self.validation}
+        if self.test is not None:
+            sets["test"] = self.test
+        return {**sets, **self.held_out}
 
 
 def load_checked(
@@ -38,7 +52,10 @@ def split_frame(
     has_separate_validation: bool,
     has_separate_test: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
-    """Use the split column when there is one; otherwise hold out a stratified fraction."""
+    """Use the split column when there is one; otherwise hold out a stratified fraction.
+
+    ``test_*`` rows are in none of the three (see ``held_out_parts``).
+    """
     if "split" in frame.columns and frame["split"].notna().any():
         parts = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
         return parts["train"], parts["validation"], parts["test"]
@@ -49,6 +66,24 @@ def split_frame(
         frame, test_size=validation_fraction, random_state=seed, stratify=stratify
     )
     return train, validation, None
+
+
+def held_out_parts(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The evaluation-only splits (``test_unseen`` ...) of a table, by name."""
+    if "split" not in frame.columns:
+        return {}
+    names = sorted({s for s in frame["split"].dropna().unique()
+                    if isinstance(s, str) and s.startswith(HELD_OUT_PREFIX)})
+    return {name: frame[frame["split"] == name].reset_index(drop=True) for name in names}
+
+
+def with_source(frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    """Rows keep their ``source``; a file without one is named after itself (per-source
+    metrics then tell the written corpus from real text)."""
+    name = Path(path).stem
+    if "source" not in frame.columns:
+        return frame.assign(source=name)
+    return frame.assign(source=frame["source"].fillna(name))
 
 
 def choose_strata(frame: pd.DataFrame, validation_fraction: float) -> pd.Series | None:
@@ -100,7 +135,7 @@ def load_extra(
 
 
 def load_splits(
-    data: str,
+    data: str | Sequence[str],
     *,
     columns: ColumnNames,
     label_sets: dict[str, Sequence[str]],
@@ -112,27 +147,46 @@ def load_splits(
     extra_data_max_rows: int | None = None,
     log: Callable[[str], None] = print,
 ) -> DataSplits:
-    frame = load_checked(data, columns, label_sets)
-    train, validation, test = split_frame(
-        frame,
-        validation_fraction=validation_fraction,
-        seed=seed,
-        has_separate_validation=validation_data is not None,
-        has_separate_test=test_data is not None,
-    )
+    """Train / validation / test (and held-out) rows of one or more labelled files.
+
+    Each file is split on its own (its split column, or a stratified hold-out) and the parts
+    are joined, so a written corpus and a real-text set keep the splits they were built with.
+    """
+    paths = [data] if isinstance(data, str | Path) else list(data)
+    trains, validations, tests, held_out = [], [], [], {}
+    for path in paths:
+        frame = with_source(load_checked(str(path), columns, label_sets), str(path))
+        train, validation, test = split_frame(
+            frame,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            has_separate_validation=validation_data is not None,
+            has_separate_test=test_data is not None,
+        )
+        trains.append(train)
+        validations += [validation] if validation is not None else []
+        tests += [test] if test is not None else []
+        for name, part in held_out_parts(frame).items():
+            held_out[name] = pd.concat([held_out.get(name), part], ignore_index=True)
+    train = pd.concat(trains, ignore_index=True)
+    validation = pd.concat(validations, ignore_index=True) if validations else None
+    test = pd.concat(tests, ignore_index=True) if tests else None
+    where = ", ".join(str(p) for p in paths)
     if validation_data is not None:
-        validation = load_checked(validation_data, columns, label_sets)
+        validation = with_source(load_checked(validation_data, columns, label_sets),
+                                 validation_data)
     if test_data is not None:
-        test = load_checked(test_data, columns, label_sets)
+        test = with_source(load_checked(test_data, columns, label_sets), test_data)
     if validation is None or len(validation) == 0:
-        raise DataError(f"{data}: no validation rows (split=validation) and no --validation-data")
+        raise DataError(f"{where}: no validation rows (split=validation) and no --validation-data")
     if len(train) == 0:
-        raise DataError(f"{data}: no training rows")
+        raise DataError(f"{where}: no training rows")
     for path in extra_data:
         extra = load_extra(path, label_sets, max_rows=extra_data_max_rows, seed=seed, log=log)
-        train = pd.concat([train, extra], ignore_index=True)
+        train = pd.concat([train, with_source(extra, path)], ignore_index=True)
     return DataSplits(
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),
         test=None if test is None or len(test) == 0 else test.reset_index(drop=True),
+        held_out=held_out,
     )

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,11 +34,14 @@ from model.classifier import Classifier
 from model.config import DetenteConfig
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.modeling import DetenteModel
-from model.paths import bundled_corpus, default_base_model, default_model_dir
+from model.paths import default_base_model, default_model_dir
 from model.persistence import WRITE_ERRORS, ModelWriteError, first_line, save_model
 from training.arguments import TrainArguments
+from training.baselines import Baselines
+from training.bundled_data import REAL_SOURCES, data_fingerprint, default_data_files
 from training.calibration import calibration_report, fit_temperature
 from training.data import ColumnNames
+from training.evaluation import metrics_by_source
 from training.metrics import combined_score, encode_labels, head_scores
 from training.model_card import write_model_card
 from training.splits import DataSplits, load_splits
@@ -54,7 +57,8 @@ class TrainResult:
 def to_dataset(
     frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, config: DetenteConfig
 ) -> Dataset:
-    """Tokenised rows with integer labels (-100 where a head has no label)."""
+    """Tokenised rows with integer labels (-100 where a head has no label), the graded
+    sentiment targets (zeros where a row has none) and the row weights (1 unless given)."""
     encoded = tokenizer(
         frame["text"].tolist(), truncation=True, max_length=config.max_seq_length
     )
@@ -63,11 +67,37 @@ def to_dataset(
     columns["sentiment_labels"] = encode_labels(
         frame["sentiment"].tolist(), config.sentiment_labels
     )
+    columns["sentiment_soft_labels"] = soft_targets(frame, config.sentiment_labels)
+    columns["row_weights"] = row_weights(frame)
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
     return Dataset.from_dict(columns)
 
 
-def balanced_class_weights(values: pd.Series, labels: list[str]) -> torch.Tensor | None:
+def soft_targets(frame: pd.DataFrame, labels: Sequence[str]) -> list[list[float]]:
+    """``sentiment_shares`` ({label: share}) as vectors in the head's label order."""
+    if "sentiment_shares" not in frame.columns:
+        return [[0.0] * len(labels)] * len(frame)
+    out = []
+    for row, shares in enumerate(frame["sentiment_shares"].tolist(), start=1):
+        if not isinstance(shares, dict):
+            out.append([0.0] * len(labels))
+            continue
+        unknown = set(shares) - set(labels)
+        if unknown:
+            raise ValueError(f"row {row}: sentiment_shares has unknown labels {sorted(unknown)}; "
+                             f"allowed: {list(labels)}")
+        out.append([float(shares.get(label) or 0.0) for label in labels])
+    return out
+
+
+def row_weights(frame: pd.DataFrame) -> list[float]:
+    if "weight" not in frame.columns:
+        return [1.0] * len(frame)
+    weights = pd.to_numeric(frame["weight"], errors="coerce").fillna(1.0)
+    return [float(w) for w in weights]
+
+
+def balanced_class_weights(values: pd.Series, labels: Sequence[str]) -> torch.Tensor | None:
     """Inverse-frequency weights (sklearn's 'balanced'); classes absent from data get 1."""
     counts = values.dropna().value_counts()
     if counts.empty:
@@ -233,9 +263,9 @@ def train(args: TrainArguments) -> TrainResult:
         sentiment=args.sentiment_column, split=args.split_column,
     )
     label_sets = {"stance": STANCE_LABELS, "sentiment": SENTIMENT_LABELS}
-    data_path = args.data or str(bundled_corpus())
+    data_paths = args.data or [str(p) for p in default_data_files()]
     splits = load_splits(
-        data_path, columns=columns, label_sets=label_sets,
+        data_paths, columns=columns, label_sets=label_sets,
         validation_data=args.validation_data, test_data=args.test_data,
         extra_data=args.extra_data, validation_fraction=args.validation_fraction, seed=args.seed,
         extra_data_max_rows=args.extra_data_max_rows,
@@ -243,15 +273,35 @@ def train(args: TrainArguments) -> TrainResult:
     model, tokenizer = build_model(args)
     if not fit(model, tokenizer, splits, args, output):
         return TrainResult(output=output, metrics={}, seconds=time.perf_counter() - started)
-    metrics = finish(model, tokenizer, splits, args, output, data_path)
+    metrics = finish(model, tokenizer, splits, args, output, data_paths)
     # Only now that the model is safely written: until then they are what --resume needs.
     shutil.rmtree(checkpoint_dir_of(args, output), ignore_errors=True)
     if args.select_backend:
-        metrics["backend_selection"] = choose_scoring_backend(output, splits.validation)
+        metrics["backend_selection"] = choose_scoring_backend(
+            output, selection_rows(splits.validation, args))
     seconds = time.perf_counter() - started
     metrics["train_seconds"] = round(seconds, 1)
     (output / "training_summary.json").write_text(json.dumps(metrics, indent=2))
     return TrainResult(output=output, metrics=metrics, seconds=seconds)
+
+
+def selection_sources(args: TrainArguments) -> list[str]:
+    """The sources whose validation rows choose the model (empty: every row)."""
+    if args.select_sources:
+        return list(args.select_sources)
+    return list(REAL_SOURCES) if not args.data else []
+
+
+def selection_rows(validation: pd.DataFrame, args: TrainArguments) -> pd.DataFrame:
+    """The validation rows that choose the epoch, the temperatures and the backend."""
+    sources = selection_sources(args)
+    if not sources or "source" not in validation.columns:
+        return validation
+    rows = validation[validation["source"].isin(sources)].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"no validation rows from the sources {sources} (--select-sources); "
+                         f"sources present: {sorted(validation['source'].dropna().unique())}")
+    return rows
 
 
 def fit(
@@ -279,7 +329,7 @@ def fit(
         model=model,
         args=hf_training_arguments(args, checkpoint_dir),
         train_dataset=to_dataset(splits.train, tokenizer, config),
-        eval_dataset=to_dataset(splits.validation, tokenizer, config),
+        eval_dataset=to_dataset(selection_rows(splits.validation, args), tokenizer, config),
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(config, args.stance_metric_weight),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
@@ -305,33 +355,38 @@ def finish(
     splits: DataSplits,
     args: TrainArguments,
     output: Path,
-    data_path: str,
+    data_paths: Sequence[str] | str,
 ) -> dict:
-    """Calibrate on validation, measure on test, save atomically with a model card."""
+    """Calibrate on the selection rows, measure every split per source, save with a card."""
     model.eval()
     classifier = Classifier(model, tokenizer)
-    from training.default_model import corpus_fingerprint
-
-    metrics: dict = {"arguments": asdict(args),
-                     "corpus_fingerprint": corpus_fingerprint(Path(data_path)), "rows": {
-        "train": len(splits.train), "validation": len(splits.validation),
-        "test": 0 if splits.test is None else len(splits.test),
-    }}
-    stance_logits, sentiment_logits = classifier.predict_logits(splits.validation["text"].tolist())
+    paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
+    selection = selection_rows(splits.validation, args)
+    metrics: dict = {
+        "arguments": asdict(args), "data": [str(p) for p in paths],
+        "data_fingerprint": data_fingerprint([Path(p) for p in paths]),
+        "selection_sources": selection_sources(args),
+        "rows": {"train": len(splits.train), "validation": len(splits.validation),
+                 "test": 0 if splits.test is None else len(splits.test),
+                 **{name: len(rows) for name, rows in splits.held_out.items()}},
+    }
+    stance_logits, sentiment_logits = classifier.predict_logits(selection["text"].tolist())
     calibration = {}
     for head, logits in (("stance", stance_logits), ("sentiment", sentiment_logits)):
-        gold = encode_labels(splits.validation[head].tolist(), model.config.labels_of(head))
+        gold = encode_labels(selection[head].tolist(), model.config.labels_of(head))
         temperature = fit_temperature(logits, gold) if args.calibrate else 1.0
         setattr(model.config, f"{head}_temperature", temperature)
         calibration[head] = calibration_report(logits, gold, temperature)
     metrics["calibration"] = calibration
-    metrics["validation"] = split_metrics(classifier, splits.validation)
+    metrics["validation"] = split_metrics(classifier, selection)
     if splits.test is not None:
-        from training.evaluation import score_baselines
-
         metrics["test"] = split_metrics(classifier, splits.test)
-        metrics["baselines"] = score_baselines(splits.train, splits.test, classifier)
-    write_atomically(model, tokenizer, output, metrics, data_path)
+    baselines = Baselines(splits.train)
+    metrics["by_source"] = {
+        name: metrics_by_source(classifier, rows, baselines, selection_sources(args))
+        for name, rows in splits.evaluation_sets().items()
+    }
+    write_atomically(model, tokenizer, output, metrics, paths)
     return metrics
 
 
@@ -371,7 +426,7 @@ def write_atomically(
     tokenizer: PreTrainedTokenizerBase,
     output: Path,
     metrics: dict,
-    data_path: str,
+    data_paths: Sequence[str],
 ) -> None:
     """Save into a temporary sibling folder, then swap it in: no half-written model folder."""
     try:
@@ -381,7 +436,7 @@ def write_atomically(
         raise ModelWriteError(f"could not write the model to {output}: {err}") from err
     try:
         save_model(model, tokenizer, staging)
-        write_model_card(staging, model.config, metrics, data_path)
+        write_model_card(staging, model.config, metrics, data_paths)
         (staging / "training_summary.json").write_text(json.dumps(metrics, indent=2))
     except (ModelWriteError, *WRITE_ERRORS) as err:
         shutil.rmtree(staging, ignore_errors=True)

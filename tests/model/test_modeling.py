@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model import DetenteModel, load_model
@@ -51,3 +52,33 @@ def test_from_base_encoder_keeps_pretrained_weights(tiny_encoder_dir):
     torch.testing.assert_close(
         model.encoder.embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight
     )
+
+
+def test_soft_targets_and_row_weights_in_the_sentiment_loss():
+    """A graded target is soft cross-entropy; weights scale rows; one-hot soft = hard label."""
+    import torch
+    from torch import nn
+
+    from model.modeling import head_loss
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 0.0, 3.0]])
+    hard = torch.tensor([0, 1, 2])
+    plain = head_loss(logits, hard, None)
+    assert plain == pytest.approx(nn.functional.cross_entropy(logits, hard).item())
+    one_hot = nn.functional.one_hot(hard, 3).float()
+    assert head_loss(logits, torch.full((3,), -100), None, one_hot) == pytest.approx(plain.item())
+    # the soft target wins over the hard label on the same row
+    shares = torch.tensor([[0.0, 0.0, 0.0], [0.2, 0.3, 0.5], [0.0, 0.0, 0.0]])
+    mixed = head_loss(logits, hard, None, shares)
+    expected = (nn.functional.cross_entropy(logits[[0, 2]], hard[[0, 2]], reduction="sum")
+                - (shares[1] * logits[1].log_softmax(-1)).sum()) / 3
+    assert mixed == pytest.approx(expected.item(), rel=1e-5)
+    # a row of weight 0 does not count, whatever its label
+    weights = torch.tensor([1.0, 0.0, 1.0])
+    weighted = head_loss(logits, torch.tensor([0, 0, 2]), None, None, weights)
+    assert weighted == pytest.approx(
+        nn.functional.cross_entropy(logits[[0, 2]], hard[[0, 2]]).item(), rel=1e-5)
+    # class weights keep torch's weighted-mean definition
+    class_weights = torch.tensor([1.0, 2.0, 0.5])
+    assert head_loss(logits, hard, class_weights) == pytest.approx(
+        nn.functional.cross_entropy(logits, hard, weight=class_weights).item(), rel=1e-5)

@@ -24,9 +24,13 @@ def trained_tiny(tmp_path_factory, tiny_encoder_dir, corpus_file):
 def test_training_on_a_corpus_reports_test_split_and_baselines(trained_tiny):
     summary = json.loads((trained_tiny / "training_summary.json").read_text())
     assert summary["rows"] == {"train": 9, "validation": 9, "test": 9}
-    assert set(summary["baselines"]) == {"majority", "tfidf_logreg", "vader"}
+    by_source = summary["by_source"]
+    assert set(by_source) == {"validation", "test"}
+    (test_scores,) = by_source["test"].values()  # one file, so one source: the file's name
+    assert test_scores["rows"] == 9
+    assert set(test_scores["baselines"]) == {"majority", "tfidf_logreg", "vader"}
     card = (trained_tiny / "README.md").read_text()
-    assert "baseline: tfidf_logreg" in card and "| test | stance |" in card
+    assert "TF-IDF+LR stance" in card and "| test | stance |" in card
 
 
 def test_evaluate_writes_metrics_report_and_plots(trained_tiny, corpus_file, tmp_path):

@@ -101,3 +101,48 @@ def test_extra_sentiment_only_data_is_cleaned_and_mixed_in(
                              extra_data=[str(extra)]))
     # 27 of the 36 labelled rows train (the rest validate) plus 2 clean extra rows
     assert result.metrics["rows"]["train"] == 36 - result.metrics["rows"]["validation"] + 2
+
+
+def test_several_files_keep_their_splits_and_the_selection_sources_choose(
+    tmp_path, corpus_file, tiny_encoder_dir
+):
+    """A written corpus plus a 'real' file with a held-out test_unseen split and a source
+    column: each file keeps its split, only the chosen source's validation rows choose, the
+    held-out split is measured but never trained on, and metrics come per source."""
+    from tests.conftest import STATEMENTS, write_jsonl
+
+    real = []
+    for i, (text, stance, sentiment) in enumerate(STATEMENTS * 2):
+        split = ("train", "validation", "test_unseen")[i % 3]
+        real.append({"id": f"r-{i}", "text": f"Speaker {i} said: {text}", "stance": stance,
+                     "sentiment": sentiment, "source": "speeches", "doc_id": f"doc-{i}",
+                     "split": split})
+    real_file = write_jsonl(tmp_path / "real.jsonl", real)
+    rated = [{"text": f"The editorial {i} judged the plan {word}.", "sentiment": sentiment,
+              "sentiment_shares": shares, "mean_rating": rating, "weight": 0.5,
+              "split": "train" if i < 6 else "test"}
+             for i, (word, sentiment, shares, rating) in enumerate([
+                 ("a triumph", "positive", {"positive": 0.8, "neutral": 0.2}, 2.1),
+                 ("a disaster", "negative", {"negative": 0.9, "neutral": 0.1}, -2.5),
+                 ("routine", "neutral", {"neutral": 1.0}, 0.0)] * 3)]
+    rated_file = write_jsonl(tmp_path / "rated.jsonl", rated)
+    args = tiny_args(tmp_path, corpus_file, tiny_encoder_dir, epochs=1,
+                     select_sources=["speeches"])
+    args.data = [str(corpus_file), str(real_file), str(rated_file)]
+    summary = train(args).metrics
+    assert summary["rows"] == {"train": 9 + 6 + 6, "validation": 9 + 6, "test": 9 + 3,
+                               "test_unseen": 6}
+    assert summary["selection_sources"] == ["speeches"]
+    assert summary["calibration"]["stance"]["n"] == 6  # the selection rows alone
+    assert set(summary["by_source"]) == {"validation", "test", "test_unseen"}
+    assert set(summary["by_source"]["test"]) == {"corpus", "rated"}
+    assert summary["by_source"]["test_unseen"]["speeches"]["rows"] == 6
+    rated_scores = summary["by_source"]["test"]["rated"]["rated"]
+    assert rated_scores["n"] == 3 and -1.0 <= rated_scores["model_spearman"] <= 1.0
+
+
+def test_selection_sources_must_exist_in_validation(tmp_path, corpus_file, tiny_encoder_dir):
+    args = tiny_args(tmp_path, corpus_file, tiny_encoder_dir, epochs=1,
+                     select_sources=["nowhere"])
+    with pytest.raises(ValueError, match="no validation rows from the sources"):
+        train(args)
