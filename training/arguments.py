@@ -54,7 +54,8 @@ class TrainArguments:
         "Where to write the trained model. Default: the default model folder "
         "($DETENTE_HOME/models/default)."))
     force: bool = field(default=False, metadata=_help("Overwrite an existing model in --output."))
-    epochs: float = field(default=5.0, metadata=_help("Maximum number of epochs."))
+    epochs: float = field(default=3.0, metadata=_help(
+        "Maximum number of epochs (the bundled data: 3, about 250 steps each)."))
     learning_rate: float = field(default=8e-5, metadata=_help("Peak learning rate (AdamW)."))
     batch_size: int = field(default=32, metadata=_help("Training batch size per device."))
     max_seq_length: int = field(default=128, metadata=_help(

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from sklearn.metrics import cohen_kappa_score
 
+from training.validation import near_duplicate_pairs
+
 DATA = Path(__file__).resolve().parents[1]
 REAL = DATA / "labelling" / "real"
 HEADS = ("stance", "sentiment")
@@ -86,6 +88,7 @@ def build() -> dict:
                      for k in FIELDS})
     if unresolved:
         raise SystemExit(f"{len(unresolved)} rows need adjudication; run with --disagreements")
+    rows, repeats = drop_cross_split_repeats(rows)
     with (DATA / "real_statements.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -94,6 +97,7 @@ def build() -> dict:
         "rows_sampled": len(sample),
         "adjudicated": sum(needs_adjudication(first[r["id"]], second[r["id"]]) for r in sample),
         "dropped_after_adjudication": len(dropped),
+        "dropped_as_repeats_across_splits": repeats,
         "rows_kept": len(rows),
         "per_split": dict(Counter(r["split"] for r in rows)),
         "per_source": dict(Counter(r["source"] for r in rows)),
@@ -102,6 +106,19 @@ def build() -> dict:
     }
     (REAL / "agreement.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def drop_cross_split_repeats(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """Leave out the train side of a (near-)repeat across splits.
+
+    Official statements repeat boilerplate across documents; a train row that nearly repeats
+    a validation or test row would leak it, whatever the document split says.
+    """
+    pairs = near_duplicate_pairs([r["text"] for r in rows], [r["split"] for r in rows])
+    drop = set()
+    for a, b in pairs:
+        drop.add(a if rows[a]["split"] == "train" else b)
+    return [r for i, r in enumerate(rows) if i not in drop], sorted(rows[i]["id"] for i in drop)
 
 
 def write_disagreements(path: Path) -> int:

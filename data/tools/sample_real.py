@@ -11,6 +11,10 @@ Splits are by document (``doc_id``): a document never spans splits. The UN Gener
 speeches of 1980-1989 are held out whole as ``test_unseen``: an unseen-source slice no
 training or model choice ever sees.
 
+A second draw (``MORE_QUOTAS``) added training rows only: sentences from documents whose
+hash puts them in the train split, in the buckets of the patterns the first model read
+wrongly, so validation and test stayed exactly as they were.
+
 Output: data/labelling/real/sample.jsonl (id, text, source, doc_id, date, bucket, split) and
 data/labelling/real/batches/batch_NN.jsonl (id, text only: what the blind labellers see).
 
@@ -69,6 +73,18 @@ QUOTAS = {
 }
 
 
+MORE_QUOTAS = {
+    "ungdc": {"talks": 220, "blame": 160, "pressure": 90, "appeal": 100, "meeting": 50,
+              "attack": 40, "long_hedged": 160, "violence": 80, "positive": 90, "other": 60},
+    "wh_briefings": {"talks": 160, "blame": 110, "pressure": 100, "appeal": 90,
+                     "meeting": 130, "attack": 50, "violence": 70, "positive": 100,
+                     "other": 50},
+    "wikinews": {"talks": 30, "blame": 60, "pressure": 70, "appeal": 40, "meeting": 50,
+                 "attack": 60, "violence": 70, "positive": 40, "other": 30},
+}
+MORE_SEED = 14
+
+
 def bucket_of(text: str, source: str) -> str:
     """The first matching cue in an order that puts rare, informative buckets first."""
     hits = {name for name, rx in COMPILED.items() if rx.search(text)}
@@ -113,42 +129,56 @@ def read_pool(pool: Path) -> list[dict]:
 
 
 def sample(rows: list[dict]) -> list[dict]:
-    rng = random.Random(SEED)
+    """The first draw (every split), then the second (train documents only)."""
+    chosen, per_doc = draw(rows, QUOTAS, random.Random(SEED), Counter(), set())
+    taken = {row["text"] for row in chosen}
+    train_rows = [r for r in rows if not is_unseen(r) and split_of(r["doc_id"]) == "train"]
+    more, _ = draw(train_rows, MORE_QUOTAS, random.Random(MORE_SEED), per_doc, taken)
+    for i, row in enumerate([*chosen, *more], 1):
+        row["id"] = f"r-{i:04d}"
+        row["draw"] = 1 if i <= len(chosen) else 2
+    return [*chosen, *more]
+
+
+def draw(
+    rows: list[dict], quotas_by_group: dict, rng: random.Random, per_doc: Counter,
+    taken: set[str],
+) -> tuple[list[dict], Counter]:
     by_group: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         group = "unseen" if is_unseen(row) else row["source"]
         by_group[(group, bucket_of(row["text"], row["source"]))].append(row)
-    chosen, per_doc = [], Counter()
-    for group, quotas in QUOTAS.items():
+    chosen = []
+    for group, quotas in quotas_by_group.items():
         for bucket, quota in quotas.items():
             candidates = by_group.get((group, bucket), [])
             rng.shuffle(candidates)
-            taken = 0
+            n_taken = 0
             for row in candidates:
-                if taken >= quota:
+                if n_taken >= quota:
                     break
-                if per_doc[row["doc_id"]] >= MAX_PER_DOC:
+                if per_doc[row["doc_id"]] >= MAX_PER_DOC or row["text"] in taken:
                     continue
                 per_doc[row["doc_id"]] += 1
-                taken += 1
+                n_taken += 1
                 split = "test_unseen" if group == "unseen" else split_of(row["doc_id"])
                 chosen.append({**row, "bucket": bucket, "split": split})
     rng.shuffle(chosen)
-    for i, row in enumerate(chosen, 1):
-        row["id"] = f"r-{i:04d}"
-    return chosen
+    return chosen, per_doc
 
 
 def write(chosen: list[dict]) -> None:
     (OUT / "batches").mkdir(parents=True, exist_ok=True)
-    fields = ("id", "text", "source", "doc_id", "date", "bucket", "split")
+    fields = ("id", "text", "source", "doc_id", "date", "bucket", "split", "draw")
     with open(OUT / "sample.jsonl", "w", encoding="utf-8") as fh:
         for row in chosen:
             fh.write(json.dumps({k: row[k] for k in fields}, ensure_ascii=False) + "\n")
-    for start in range(0, len(chosen), BATCH_SIZE):
-        batch = chosen[start:start + BATCH_SIZE]
-        path = OUT / "batches" / f"batch_{start // BATCH_SIZE + 1:02d}.jsonl"
-        with open(path, "w", encoding="utf-8") as fh:
+    batches = []  # each draw is cut into batches of its own, numbered on
+    for draw_number in (1, 2):
+        rows = [r for r in chosen if r["draw"] == draw_number]
+        batches += [rows[i:i + BATCH_SIZE] for i in range(0, len(rows), BATCH_SIZE)]
+    for number, batch in enumerate(batches, 1):
+        with open(OUT / "batches" / f"batch_{number:02d}.jsonl", "w", encoding="utf-8") as fh:
             for row in batch:
                 fh.write(json.dumps({"id": row["id"], "text": row["text"]},
                                     ensure_ascii=False) + "\n")
