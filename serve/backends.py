@@ -11,7 +11,7 @@ The choice asks for 99.5 % agreement on validation (``SELECTION_MARGIN``) so tha
 99 % holds on statements it never saw.
 ``detente retrain`` makes the same choice for the model it writes, and ``detente
 select-backend --model FOLDER`` makes it for any model folder (on the validation split of
-``--data``, the bundled corpus by default). ``auto`` follows that file when it matches the
+``--data``, the bundled real statements by default). ``auto`` follows that file when it matches the
 weights' hash and the export format; without it (a model trained with
 ``select_backend=False`` or copied without its cache) ``auto`` means ONNX fp32, which gives
 the same probabilities as torch (within 1e-4) faster, and falls back to torch if the model
@@ -136,11 +136,11 @@ def _select_for_default_model(folder: Path) -> dict | None:
 
     The default model's backend is chosen when it is trained; a newer detente that exports
     graphs differently (``GRAPH_FORMAT``) invalidates that choice. Redoing it takes about
-    half a minute on the bundled corpus's validation split, once.
+    half a minute on the bundled real statements' validation split, once.
     """
-    from model.paths import bundled_corpus
+    from training.bundled_data import selection_data_file
 
-    corpus = bundled_corpus()
+    corpus = selection_data_file()
     if not corpus.is_file():
         return None
     print("Choosing the fastest scoring backend for the default model on the validation "

@@ -49,7 +49,7 @@ def user_errors():
 
 @app.command(context_settings=PASSTHROUGH)
 def train(ctx: typer.Context) -> None:
-    """Train a model (no arguments: the default model from the bundled corpus).
+    """Train a model (no arguments: the default model from the bundled data).
 
     All options come from training.arguments.TrainArguments; see `detente train --help`.
     """

@@ -126,7 +126,7 @@ def select_backend(
         help="Model folder (default: the default model).")] = None,
     data: Annotated[Path | None, typer.Option(
         help="Labelled file with a split column; its split=validation rows are used "
-        "(default: the bundled corpus). Never the test split.")] = None,
+        "(default: the bundled real statements). Never the test split.")] = None,
 ) -> None:
     """Choose what `detente score --backend auto` runs for a model, on validation statements.
 
@@ -137,14 +137,14 @@ def select_backend(
     """
     from transformers.utils import logging as hf_logging
 
-    from model.paths import bundled_corpus
     from serve.backends import describe_selection, resolve_model_dir, select_backend_on_file
+    from training.bundled_data import selection_data_file
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per candidate is noise here
     _log_to_stderr()
     try:
         folder = resolve_model_dir(model)
-        selection = select_backend_on_file(folder, data or bundled_corpus())
+        selection = select_backend_on_file(folder, data or selection_data_file())
     except _user_errors() as err:
         _fail(str(err))
     typer.echo(describe_selection(selection))

@@ -19,14 +19,16 @@ def _fail(message: str) -> None:
 def evaluate(
     model: Annotated[Path | None, typer.Argument(help="Model folder (default: the default model).")]
     = None,
-    data: Annotated[Path | None, typer.Option(help="Labelled file (default: bundled corpus).")]
-    = None,
+    data: Annotated[Path | None, typer.Option(
+        help="Labelled file (default: the bundled real statements; per source when the file "
+        "has a source column).")] = None,
     report: Annotated[Path, typer.Option(help="Folder for metrics.json, report.md and plots.")]
     = Path("report"),
     split: Annotated[str, typer.Option(help="Split to use when the file has a split column "
                                        "('all' for every row).")] = "test",
     train_data: Annotated[Path | None, typer.Option(help="Training rows for the baselines "
-                                                    "(default: the corpus's train split).")]
+                                                    "(default: the train splits of the bundled "
+                                                    "written corpus and real statements).")]
     = None,
     text_column: Annotated[str, typer.Option(help="Column holding the statement.")] = "text",
     stance_column: Annotated[str, typer.Option(help="Column with stance labels.")] = "stance",
@@ -60,8 +62,9 @@ def retrain(
     output: Annotated[Path | None, typer.Option(help="Folder for the new model.")] = None,
     force: Annotated[bool, typer.Option(help="Allow overwriting (with no --output: --from).")]
     = False,
-    replay_data: Annotated[Path | None, typer.Option(help="Original data to replay "
-                                                     "(default: bundled corpus).")] = None,
+    replay_data: Annotated[Path | None, typer.Option(
+        help="Original data to replay (default: the bundled written corpus and real "
+        "statements).")] = None,
     replay_ratio: Annotated[float, typer.Option(help="Replayed rows per new row.")] = 2.0,
     holdout_fraction: Annotated[float, typer.Option(help="Share of new rows held out.")] = 0.2,
     stance_labels: Annotated[str | None, typer.Option(help="Comma-separated stance labels of "

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from model.classifier import Classifier
+from training.model_card import real_table
 
 FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
 
@@ -57,13 +58,17 @@ def metrics_markdown(summary: dict | None) -> str:
     """Accuracy and macro-F1 per split and head, and calibration error before/after."""
     if not summary:
         return "No training metrics (training_summary.json) in this model folder."
-    lines = ["| split | head | accuracy | macro-F1 |", "|---|---|---|---|"]
+    lines = []
+    if summary.get("by_source") and summary.get("selection_sources"):
+        lines += ["Real statements (macro-F1, beside the baselines):", "", real_table(summary),
+                  "", "Each whole split, all sources together:", ""]
+    lines += ["| split | head | accuracy | macro-F1 |", "|---|---|---|---|"]
     for split in ("validation", "test"):
         for head, scores in (summary.get(split) or {}).items():
             if isinstance(scores, dict) and "accuracy" in scores:
                 lines.append(f"| {split} | {head} | {scores['accuracy']:.3f} | "
                              f"{scores.get('macro_f1', float('nan')):.3f} |")
-    if len(lines) == 2:
+    if not any(line.startswith(("| validation", "| test")) for line in lines):
         lines = ["The summary has no accuracy figures."]
     calibration = summary.get("calibration") or {}
     needed = {"temperature", "ece_before", "ece_after"}

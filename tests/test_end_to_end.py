@@ -45,11 +45,18 @@ def test_default_model_sentiment_score_orders_tone(default_model_dir):
     assert hopeful.sentiment_score > 0.3 > -0.3 > grim.sentiment_score
 
 
-def test_default_model_card_reports_test_split_and_baselines(default_model_dir):
+def test_default_model_card_leads_with_real_statements(default_model_dir):
     card = (default_model_dir / "README.md").read_text()
     summary = json.loads((default_model_dir / "training_summary.json").read_text())
-    assert summary["rows"]["test"] > 500
-    assert "| test | stance |" in card and "baseline: tfidf_logreg" in card
+    assert summary["rows"]["test"] > 500 and summary["rows"]["test_unseen"] > 300
+    assert summary["selection_sources"] == ["ungdc", "wh_briefings", "wikinews"]
+    real = card.index("## Results on real statements")
+    assert real < card.index("## Results on other sources")
+    for row in ("| test | all real sources |", "| test_unseen | ungdc |", "| test | wikinews |"):
+        assert real < card.index(row), row
+    assert "| test | statements |" in card and "TF-IDF+LR stance" in card
+    rated = summary["by_source"]["test"]["vader_nyt"]["rated"]
+    assert rated["n"] > 1000 and rated["model_spearman"] is not None
 
 
 def test_cli_predict_uses_the_default_model(default_model_dir):

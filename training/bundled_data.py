@@ -30,6 +30,11 @@ def default_data_files() -> list[Path]:
     return [repo_root() / "data" / name for name in DEFAULT_DATA_FILES]
 
 
+def selection_data_file() -> Path:
+    """The file whose validation rows choose the default model's scoring backend."""
+    return repo_root() / "data" / "real_statements.jsonl"
+
+
 def replay_data_files() -> list[Path]:
     return [repo_root() / "data" / name for name in REPLAY_FILES]
 

@@ -16,8 +16,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from model.classifier import Classifier, sentiment_score
-from model.paths import bundled_corpus
 from training.baselines import Baselines, vader_compound
+from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames, DataError
 from training.metrics import expected_calibration_error
 from training.plots import confusion_matrix_png, reliability_png
@@ -31,12 +31,13 @@ SENTIMENT_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 class EvaluateArguments:
     model: str | None = field(default=None, metadata={"help": "Model folder (default model)."})
     data: str | None = field(default=None, metadata={
-        "help": "Labelled file to evaluate on (default: the bundled corpus)."})
+        "help": "Labelled file to evaluate on (default: the bundled real statements)."})
     report: str = field(default="report", metadata={"help": "Folder for the report."})
     split: str | None = field(default="test", metadata={
         "help": "Rows of this split when the file has a split column ('all' for every row)."})
     train_data: str | None = field(default=None, metadata={
-        "help": "Training rows for the baselines (default: the bundled corpus's train split)."})
+        "help": "Training rows for the baselines (default: the train splits of the bundled "
+                "written corpus and real statements)."})
     text_column: str = "text"
     stance_column: str = "stance"
     sentiment_column: str = "sentiment"
@@ -88,11 +89,14 @@ def select_rows(frame: pd.DataFrame, split: str | None) -> pd.DataFrame:
 
 
 def baseline_training_rows(args: EvaluateArguments, label_sets: dict) -> pd.DataFrame:
-    path = args.train_data or str(bundled_corpus())
-    frame = load_checked(path, ColumnNames(), label_sets)
-    if "split" in frame.columns and frame["split"].notna().any():
-        frame = frame[frame["split"] == "train"]
-    return frame
+    paths = [args.train_data] if args.train_data else [str(p) for p in replay_data_files()]
+    frames = []
+    for path in paths:
+        frame = load_checked(path, ColumnNames(), label_sets)
+        if "split" in frame.columns and frame["split"].notna().any():
+            frame = frame[frame["split"] == "train"]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def evaluate_frame(
@@ -196,7 +200,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     label_sets = {"stance": classifier.stance_labels, "sentiment": classifier.sentiment_labels}
     columns = ColumnNames(text=args.text_column, stance=args.stance_column,
                           sentiment=args.sentiment_column)
-    data = args.data or str(bundled_corpus())
+    data = args.data or str(selection_data_file())
     frame = select_rows(load_checked(data, columns, label_sets), args.split)
     train_rows = baseline_training_rows(args, label_sets)
     baselines = Baselines(train_rows)

@@ -41,3 +41,15 @@ def test_model_details_name_the_version_and_window(tiny_classifier):
     text = model_details(tiny_classifier)
     assert tiny_classifier.model_version in text
     assert "Reads 64 tokens at a time" in text
+
+
+def test_real_statements_lead_the_metrics_when_the_model_has_them():
+    scores = {"rows": 40, "stance": {"macro_f1": 0.812}, "sentiment": {"macro_f1": 0.701},
+              "baselines": {"tfidf_logreg": {"stance": {"macro_f1": 0.6}},
+                            "vader": {"sentiment": {"macro_f1": 0.5}}}}
+    summary = {**SUMMARY, "selection_sources": ["ungdc"],
+               "by_source": {"test": {"ungdc": scores, "statements": scores}}}
+    text = metrics_markdown(summary)
+    assert text.index("Real statements") < text.index("| validation | stance |")
+    assert "| test | ungdc | 40 | **0.812** | **0.701** | 0.600 | — | 0.500 |" in text
+    assert "| test | statements |" not in text  # the written corpus is not real text
