@@ -225,7 +225,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
     settings, metrics = service.settings, service.metrics
     v1 = APIRouter(prefix="/v1", tags=["classify"], responses=ERRORS)
 
-    @v1.post("/classify", response_model=ClassifyResponse, response_model_exclude_none=False)
+    @v1.post("/classify", response_model=ClassifyResponse, response_model_exclude_unset=True)
     async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
         """Label statements: stance and sentiment, one result per text, in order.
 
@@ -322,9 +322,8 @@ async def answer(service: Service, model: LoadedModel, body: ClassifyRequest,
     if body.explain:
         results = [dict(r) for r in results]
         for text, result in zip(body.texts, results):
-            if result["error"] is None:
-                result["explanation"] = await service.batcher.run(model.explain, text,
-                                                                  result["stance"])
+            result["explanation"] = None if result["error"] is not None else (
+                await service.batcher.run(model.explain, text, result["stance"]))
     return results
 
 

@@ -136,7 +136,7 @@ def _convert(raw: str, kind: Any, variable: str) -> Any:
             raise ValueError
         return kind(raw)
     except ValueError:
-        expected = "true or false" if kind is bool else f"a {kind.__name__}"
+        expected = {bool: "true or false", int: "a whole number"}.get(kind, "a number")
         raise ValueError(f"{variable}={raw!r} is not {expected}") from None
 
 
