@@ -60,15 +60,15 @@ ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text
     504: "Not answered within the time limit (--timeout-s).",
 }.items()}
 
-BatcherFactory = Callable[[LoadedModel, ServeArguments, ServiceMetrics], Any]
+BatcherFactory = Callable[..., Any]  # (model, settings, metrics, in_flight) -> a batcher
 
 
-def local_batcher(model: LoadedModel, settings: ServeArguments,
-                  metrics: ServiceMetrics) -> MicroBatcher:
+def local_batcher(model: LoadedModel, settings: ServeArguments, metrics: ServiceMetrics,
+                  in_flight: Callable[[], int] | None = None) -> MicroBatcher:
     """The in-process micro-batcher around the model's ``score``."""
     return MicroBatcher(model.score, max_batch_size=settings.max_batch_size,
                         max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
-                        metrics=metrics)
+                        metrics=metrics, in_flight=in_flight)
 
 
 class Service:
@@ -93,6 +93,7 @@ class Service:
         self.on_load_failure = on_load_failure
         self.status = "loading"
         self.error: str | None = None
+        self.classifying = 0  # /v1/classify requests being handled
         self.demo_mounted = False
         self._stack = AsyncExitStack()
         self._task: asyncio.Task | None = None
@@ -111,7 +112,8 @@ class Service:
                 self.model = await asyncio.to_thread(
                     LoadedModel.load, self.settings.model, with_classifier=self.serves_demo,
                     batch_size=self.settings.max_batch_size)
-            self.batcher = self.batcher_factory(self.model, self.settings, self.metrics)
+            self.batcher = self.batcher_factory(self.model, self.settings, self.metrics,
+                                                lambda: self.classifying)
             self.batcher.start()
             if self.serves_demo:
                 await self._mount_demo(app)
@@ -236,6 +238,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
         model = service.ready_model()
         check_limits(body.texts, settings)
         request_id = request_id_of(request.scope)
+        service.classifying += 1
         try:
             results = await asyncio.wait_for(answer(service, model, body, request_id),
                                              timeout=settings.timeout_s)
@@ -251,6 +254,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
             raise ApiError(500, "batch_failed", "scoring this request's batch failed; the "
                            f"server log has the cause under request id {request_id}",
                            reason="failed_batch") from None
+        finally:
+            service.classifying -= 1
         return ClassifyResponse(model_version=model.version, results=results)
 
     @v1.get("/model", response_model=ModelInfo)

@@ -9,13 +9,16 @@ their statements in a queue, and the worker takes what is waiting, up to
 in order.
 
 When to start a batch: as soon as it is full, or ``max_wait_ms`` after its first request
-arrived, whichever comes first. While the model is busy, requests pile up in the queue; the
-next batch starts the moment the model is free, with everything that waited (their
-``max_wait_ms`` has passed), so under load no wait is added at all. A lone request on an
-idle server waits ``max_wait_ms`` at most for company, and never more. A request is never
-split: one with more statements than ``max_batch_size`` is a batch of its own (scored in
-forward passes of ``max_batch_size``), and a request that does not fit in the batch being
-gathered starts the next one.
+arrived, whichever comes first, and at once when no other request is in flight
+(``in_flight``: the requests the server is handling, this one included), since then no one
+can join but a request not yet sent. While the model is busy, requests pile up in the
+queue; the next batch starts the moment the model is free, with everything that waited
+(their ``max_wait_ms`` has passed), so under load no wait is added. So the wait only
+serves a burst that arrives while the model is idle: the first request waits, at most
+``max_wait_ms``, for the others being received. A lone request is never delayed. A
+request is never split: one with more statements than ``max_batch_size`` is a batch of
+its own (scored in forward passes of ``max_batch_size``), and a request that does not fit
+in the batch being gathered starts the next one.
 
 Back-pressure: ``max_queue`` bounds the statements waiting. A request that would go past it
 is refused at once with ``QueueFull`` (429 with ``Retry-After``, from the recent
@@ -83,8 +86,10 @@ class MicroBatcher:
         max_wait_ms: float,
         max_queue: int,
         metrics: ServiceMetrics | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.score = score
+        self.in_flight = in_flight
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -179,8 +184,8 @@ class MicroBatcher:
                 size += len(job.texts)
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
+            if remaining <= 0 or (self.in_flight is not None and self.in_flight() <= len(batch)):
+                break  # waited long enough, or nobody else is on the way
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)

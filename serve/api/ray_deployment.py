@@ -93,8 +93,9 @@ class ServeBatcher:
         self.metrics.queue_depth.set(value)
 
 
-def serve_batcher(model: LoadedModel, settings: ServeArguments,
-                  metrics: ServiceMetrics) -> ServeBatcher:
+def serve_batcher(model: LoadedModel, settings: ServeArguments, metrics: ServiceMetrics,
+                  in_flight=None) -> ServeBatcher:
+    """``app.local_batcher``'s counterpart; ``@serve.batch`` always waits its timeout."""
     return ServeBatcher(model, settings, metrics)
 
 

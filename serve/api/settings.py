@@ -47,9 +47,8 @@ class ServeArguments:
     max_batch_size: int = field(default=64, metadata=_help(
         "Most statements in one model batch: concurrent requests are gathered up to this."))
     max_wait_ms: float = field(default=5.0, metadata=_help(
-        "Longest a request waits for others to share its batch (milliseconds); a request "
-        "that finds the model busy waits for it anyway and never waits longer than this "
-        "once the model is free."))
+        "Longest a batch waits for more requests once the model is free (milliseconds); "
+        "only while other requests are being received: a lone request never waits."))
     max_texts: int = field(default=256, metadata=_help(
         "Most texts in one request (more: 413)."))
     max_chars: int = field(default=MAX_TEXT_CHARS, metadata=_help(

@@ -399,3 +399,43 @@ def test_the_json_error_shape_is_documented(client):
     body = classify(client, {"texts": [1]}).json()
     assert set(body) == {"error", "type", "field", "request_id"}
     assert json.loads(json.dumps(body)) == body
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def metric_value(client: TestClient, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_a_lone_request_does_not_wait_for_company(loaded):
+    with client_for(loaded, max_wait_ms=3000) as c:
+        start(c)
+        started = time.perf_counter()
+        assert classify(c, {"texts": ["Talks resume on Monday."]}).status_code == 200
+        assert time.perf_counter() - started < 1.5  # not the 3 s max_wait
+
+
+def test_concurrent_requests_share_model_batches(loaded):
+    with client_for(loaded, max_wait_ms=50, max_batch_size=64) as c:
+        start(c)
+        results: list[dict] = []
+        lock = threading.Lock()
+
+        def send(i: int) -> None:
+            body = classify(c, {"texts": [f"Statement number {i} about the talks."]}).json()
+            with lock:
+                results.append(body)
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(results) == 24 and all(len(r["results"]) == 1 for r in results)
+        batches = metric_value(c, "detente_batch_size_count")
+        statements = metric_value(c, "detente_batch_size_sum")
+        assert statements == 24 and batches < 24  # some requests were scored together
