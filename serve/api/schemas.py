@@ -142,7 +142,7 @@ class ErrorResponse(BaseModel):
         "error": "texts[1] should be a string, not int",
         "type": "invalid_request",
         "field": "texts[1]",
-        "request_id": "3f2b9c0e7a1d4c59",
+        "request_id": "3f2b9c0e-0000042",
     }]})
 
     error: str

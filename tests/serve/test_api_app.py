@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 
@@ -16,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.api.app import create_app
+from serve.api.schemas import ClassifyResponse, ErrorResponse, ModelInfo
 from serve.api.scorer import LoadedModel
 from serve.api.settings import ServeArguments
 from serve.scoring import score_texts
@@ -68,6 +70,7 @@ def test_results_come_in_order_with_the_scoring_numbers(client, loaded):
     response = classify(client, {"texts": TEXTS + [LONG]})
     assert response.status_code == 200
     body = response.json()
+    ClassifyResponse.model_validate(body)  # the documented schema
     assert body["model_version"] == loaded.version
     results = body["results"]
     assert len(results) == len(TEXTS) + 1
@@ -113,7 +116,9 @@ def test_an_empty_list_gets_no_results(client):
 
 def test_explain_adds_the_word_attributions_of_the_demo(client, loaded):
     text = "They shelled the port, and we still call for talks."
-    results = classify(client, {"texts": [text, ""], "explain": True}).json()["results"]
+    body = classify(client, {"texts": [text, ""], "explain": True}).json()
+    ClassifyResponse.model_validate(body)
+    results = body["results"]
     explanation = results[0]["explanation"]
     assert explanation["label"] == results[0]["stance"]
     words = [w["text"] for w in explanation["words"]]
@@ -139,6 +144,7 @@ def test_without_explain_there_is_no_explanation_field(client):
 
 def test_model_route_has_the_card_labels_version_backend_and_limits(client, loaded):
     info = client.get("/v1/model").json()
+    ModelInfo.model_validate(info)
     assert info["model_version"] == loaded.version
     assert info["backend"] == loaded.backend.name == "onnx"  # the tiny model's auto choice
     assert info["labels"] == {"stance": ["pro_negotiation", "accusatory", "neutral"],
@@ -187,7 +193,8 @@ def test_every_response_carries_a_request_id(client):
     response = classify(client, {"texts": ["x"]}, headers={"X-Request-ID": "job-42.a"})
     assert response.headers["x-request-id"] == "job-42.a"
     bad = classify(client, {"texts": [1]}, headers={"X-Request-ID": "not ok; <script>"})
-    assert len(bad.headers["x-request-id"]) == 16  # an unsafe id is replaced
+    assert bad.headers["x-request-id"] != "not ok; <script>"  # an unsafe id is replaced
+    assert re.fullmatch(r"[0-9a-f]{8}-\d{7,}", bad.headers["x-request-id"])
     assert bad.json()["request_id"] == bad.headers["x-request-id"]
 
 
@@ -397,6 +404,7 @@ def test_the_demo_is_mounted_at_demo_from_the_same_model_folder(loaded):
 
 def test_the_json_error_shape_is_documented(client):
     body = classify(client, {"texts": [1]}).json()
+    ErrorResponse.model_validate(body)
     assert set(body) == {"error", "type", "field", "request_id"}
     assert json.loads(json.dumps(body)) == body
 
