@@ -16,7 +16,7 @@ from serve.api.settings import ServeArguments, parse_serve_arguments, read_api_k
 
 
 def serve(ctx: typer.Context) -> None:
-    """Serve the model over HTTP: JSON API, metrics, OpenAPI docs and the demo, one process.
+    """Serve the model over HTTP: a JSON API, metrics and the demo, in one process.
 
     All options come from serve.api.settings.ServeArguments; see `detente serve --help`.
     """
