@@ -17,6 +17,7 @@ keeps running; then the lifespan below stops the batcher.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -66,7 +67,8 @@ BatcherFactory = Callable[..., Any]  # (model, settings, metrics, in_flight) -> 
 def local_batcher(model: LoadedModel, settings: ServeArguments, metrics: ServiceMetrics,
                   in_flight: Callable[[], int] | None = None) -> MicroBatcher:
     """The in-process micro-batcher around the model's ``score``."""
-    return MicroBatcher(model.score, max_batch_size=settings.max_batch_size,
+    score = functools.partial(model.score, batch_size=settings.forward_batch_size)
+    return MicroBatcher(score, max_batch_size=settings.max_batch_size,
                         max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
                         metrics=metrics, in_flight=in_flight)
 
@@ -110,8 +112,7 @@ class Service:
         try:
             if self.model is None:
                 self.model = await asyncio.to_thread(
-                    LoadedModel.load, self.settings.model, with_classifier=self.serves_demo,
-                    batch_size=self.settings.max_batch_size)
+                    LoadedModel.load, self.settings.model, with_classifier=self.serves_demo)
             self.batcher = self.batcher_factory(self.model, self.settings, self.metrics,
                                                 lambda: self.classifying)
             self.batcher.start()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import signal
 import sys
 import time
@@ -48,12 +49,13 @@ class ServeBatcher:
         self._outstanding = 0  # statements submitted and not yet answered, in this replica
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detente-model")
         executor = self._executor
+        score = functools.partial(model.score, batch_size=settings.forward_batch_size)
 
         @serve.batch(max_batch_size=settings.max_batch_size,
                      batch_wait_timeout_s=settings.max_wait_ms / 1000.0)
         async def score_batch(texts: list[str]) -> list[dict[str, Any]]:
             started = time.perf_counter()
-            results = await asyncio.get_running_loop().run_in_executor(executor, model.score,
+            results = await asyncio.get_running_loop().run_in_executor(executor, score,
                                                                        list(texts))
             metrics.batch_size.observe(len(texts))
             metrics.batch_duration.observe(time.perf_counter() - started)

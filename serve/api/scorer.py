@@ -33,7 +33,7 @@ from serve.backends import Backend, TorchBackend, load_backend, resolve_model_di
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
 from serve.runner import window_end
-from serve.scoring import score_texts, scored_columns
+from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns
 
 SECOND_HEADING = re.compile(r"\n## ")
 
@@ -45,11 +45,9 @@ class LoadedModel:
     folder: Path
     backend: Backend
     classifier: Any = None  # model.classifier.Classifier, only when the demo is served
-    batch_size: int = 64
 
     @classmethod
-    def load(cls, model: str | Path | None, *, with_classifier: bool = False,
-             batch_size: int = 64) -> LoadedModel:
+    def load(cls, model: str | Path | None, *, with_classifier: bool = False) -> LoadedModel:
         """Load like ``detente score --backend auto`` (training the default model if needed)."""
         folder = resolve_model_dir(model).resolve()
         backend = load_backend(model, "auto")
@@ -61,7 +59,7 @@ class LoadedModel:
                 from model.classifier import Classifier
 
                 classifier = Classifier.load(folder)
-        return cls(folder, backend, classifier, batch_size)
+        return cls(folder, backend, classifier)
 
     @property
     def version(self) -> str:
@@ -73,10 +71,14 @@ class LoadedModel:
         return {"stance": list(config.stance_labels),
                 "sentiment": list(config.sentiment_labels)}
 
-    def score(self, texts: list[str]) -> list[dict[str, Any]]:
-        """One result per text, in order (``schemas.StatementResult`` without explanation)."""
+    def score(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+        """One result per text, in order (``schemas.StatementResult`` without explanation).
+
+        As ``detente score`` scores a chunk: sorted by length, ``batch_size`` per forward
+        pass (see ``ServeArguments.forward_batch_size``).
+        """
         config = self.backend.config
-        scores = score_texts(texts, self.backend, batch_size=self.batch_size)
+        scores = score_texts(texts, self.backend, batch_size=batch_size)
         rows = pa.table(scored_columns(scores, config, self.version)).to_pylist()
         sentiment = scores.sentiment.astype(np.float32)  # as precise as the stance columns
         results = []

@@ -305,10 +305,10 @@ class FailsOnMarker(LoadedModel):
 
     MARKER = "__fail this batch__"
 
-    def score(self, texts):
+    def score(self, texts, batch_size=32):
         if self.MARKER in texts:
             raise RuntimeError("injected fault")
-        return super().score(texts)
+        return super().score(texts, batch_size)
 
 
 def test_a_failed_batch_is_500_with_the_request_id_and_the_server_goes_on(loaded):
