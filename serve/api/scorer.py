@@ -33,9 +33,10 @@ from serve.backends import Backend, TorchBackend, load_backend, resolve_model_di
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
 from serve.runner import window_end
-from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns
+from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns, text_error
 
 SECOND_HEADING = re.compile(r"\n## ")
+PADDING_SLACK = 1.1  # a forward pass holds at most ~10 % padding tokens (see length_groups)
 
 
 @dataclass
@@ -74,11 +75,55 @@ class LoadedModel:
     def score(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
         """One result per text, in order (``schemas.StatementResult`` without explanation).
 
-        As ``detente score`` scores a chunk: sorted by length, ``batch_size`` per forward
-        pass (see ``ServeArguments.forward_batch_size``).
+        The texts are scored in forward passes of similar token lengths (``length_groups``),
+        each through ``score_texts`` as ``detente score`` scores a chunk.
         """
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for group in self.length_groups(texts, batch_size):
+            part = [texts[i] for i in group]
+            for i, result in zip(group, self._score_pass(part), strict=True):
+                results[i] = result
+        return results
+
+    def length_groups(self, texts: list[str], max_size: int) -> list[list[int]]:
+        """Indices of ``texts`` in groups of similar token length, at most ``max_size`` each.
+
+        Why: requests arrive with statements of every length, and one forward pass pads all
+        of its rows to the longest. On the default model 64 corpus statements of mixed
+        lengths ran at 69 statements/s in sorted passes of 32 and 103 one at a time, but
+        117 in passes that hold at most 10 % padding (``PADDING_SLACK``; 90 at 50 %), on
+        2 busy cores. Sorted by length, a group grows while its padded size (longest x
+        rows) stays within the slack of its real tokens.
+        """
+        if max_size <= 1 or len(texts) <= 1:
+            return [[i] for i in range(len(texts))]
         config = self.backend.config
-        scores = score_texts(texts, self.backend, batch_size=batch_size)
+        readable = [i for i, text in enumerate(texts) if text_error(text) is None]
+        lengths = [0] * len(texts)  # texts that get an error cost nothing
+        if readable:
+            encoded = self.backend.tokenizer(
+                [texts[i] for i in readable], truncation=True,
+                max_length=int(config.max_seq_length), verbose=False)["input_ids"]
+            for i, ids in zip(readable, encoded):
+                lengths[i] = len(ids)
+        groups: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for i in sorted(range(len(texts)), key=lengths.__getitem__):
+            padded = max(lengths[i], 1) * (len(current) + 1)
+            if current and (len(current) >= max_size
+                            or padded > PADDING_SLACK * (tokens + lengths[i])):
+                groups.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += lengths[i]
+        if current:
+            groups.append(current)
+        return groups
+
+    def _score_pass(self, texts: list[str]) -> list[dict[str, Any]]:
+        config = self.backend.config
+        scores = score_texts(texts, self.backend, batch_size=max(1, len(texts)))
         rows = pa.table(scored_columns(scores, config, self.version)).to_pylist()
         sentiment = scores.sentiment.astype(np.float32)  # as precise as the stance columns
         results = []

@@ -46,8 +46,7 @@ class ServeArguments:
     port: int = field(default=8000, metadata=_help("Port to listen on."))
     max_batch_size: int = field(default=64, metadata=_help(
         "Most statements in one model batch: concurrent requests are gathered up to this, "
-        "then scored as `detente score` scores a chunk (sorted by length, forward passes of "
-        "at most 32)."))
+        "then scored in forward passes of similar lengths (at most 32 statements each)."))
     max_wait_ms: float = field(default=5.0, metadata=_help(
         "Longest a batch waits for more requests once the model is free (milliseconds); "
         "only while other requests are being received: a lone request never waits."))
@@ -95,15 +94,9 @@ class ServeArguments:
 
     @property
     def forward_batch_size(self) -> int:
-        """Statements per forward pass inside a batch: ``detente score``'s ``--batch-size``
-        (32), or ``max_batch_size`` if smaller.
-
-        A gathered batch is scored as ``detente score`` scores a chunk: sorted by length,
-        then cut into forward passes of similar lengths. One pass over 64 statements of mixed
-        lengths pads them all to the longest; on the default model it ran at about half
-        the statements/s of the same 64 in sorted passes of 16 to 32, and the passes of 32
-        give the probabilities ``detente score`` gives (its int8 backend quantizes per pass).
-        """
+        """Most statements per forward pass inside a batch: ``detente score``'s
+        ``--batch-size`` (32), or ``max_batch_size`` if smaller. Within that, a batch is
+        cut into passes of similar token lengths (``scorer.LoadedModel.length_groups``)."""
         return min(self.max_batch_size, DEFAULT_BATCH_SIZE)
 
     @property

@@ -447,3 +447,18 @@ def test_concurrent_requests_share_model_batches(loaded):
         batches = metric_value(c, "detente_batch_size_count")
         statements = metric_value(c, "detente_batch_size_sum")
         assert statements == 24 and batches < 24  # some requests were scored together
+
+
+def test_batches_are_cut_into_passes_of_similar_length(loaded):
+    texts = ["Short.", LONG, "A somewhat longer statement about the talks in Geneva today.",
+             "", "bad \ud800", "Tiny.", "Another statement of middling length here."] * 5
+    groups = loaded.length_groups(texts, max_size=4)
+    assert sorted(i for g in groups for i in g) == list(range(len(texts)))
+    assert all(1 <= len(g) <= 4 for g in groups)
+    assert loaded.length_groups(texts, max_size=1) == [[i] for i in range(len(texts))]
+    results = loaded.score(texts, batch_size=4)
+    one_pass = loaded.score(texts, batch_size=1)
+    for mine, alone in zip(results, one_pass, strict=True):
+        assert mine["error"] == alone["error"] and mine["stance"] == alone["stance"]
+        if mine["error"] is None:
+            assert mine["stance_probs"] == pytest.approx(alone["stance_probs"], abs=1e-5)
