@@ -1,12 +1,14 @@
 """Micro-batching: concurrent requests share one model batch.
 
-Why: a forward pass over 32 short statements costs far less than 32 passes over one (the
-encoder's matrix products fill the CPU's vector units only with several rows, and each call
-has a fixed cost), so a server that runs each request alone is slow exactly when it is busy.
+Why: a forward pass over 32 statements of similar length costs less than 32 passes over one
+(the encoder's matrix products fill the CPU's vector units better with several rows, and
+each call has a fixed cost), so a server that runs each request alone is slowest exactly
+when it is busy.
 The batcher is the one place that calls the model, from one worker thread: requests put
 their statements in a queue, and the worker takes what is waiting, up to
-``max_batch_size`` statements, scores it as one list and hands each request its rows back,
-in order.
+``max_batch_size`` statements, scores it as one list (in forward passes of similar
+lengths, ``scorer.LoadedModel.length_groups``) and hands each request its rows back, in
+order.
 
 When to start a batch: as soon as it is full, or ``max_wait_ms`` after its first request
 arrived, whichever comes first, and at once when no other request is in flight
