@@ -1,9 +1,10 @@
-# The two commands of the README: `make demo` (the main job) and `make test` (CI runs this).
-# Both set up .venv first: torch==2.13.0 is installed on its own so pip takes the CPU wheel.
+# The commands of the README: `make demo` (the main job), `make serve` (the HTTP API and the
+# demo) and `make test` (CI runs this).
+# Each sets up .venv first: torch==2.13.0 is installed on its own so pip takes the CPU wheel.
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup demo serve test lint
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/detente demo
+
+serve: setup
+	$(BIN)/detente serve
 
 lint: setup
 	$(BIN)/ruff check .

@@ -149,6 +149,10 @@ from serve.cli_score import score, select_backend  # noqa: E402
 app.command()(score)
 app.command("select-backend")(select_backend)
 
+from serve.api.command import serve  # noqa: E402
+
+app.command(context_settings=PASSTHROUGH)(serve)
+
 
 def main() -> None:
     app()

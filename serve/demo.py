@@ -378,6 +378,32 @@ def concurrency_limit() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def prepare_demo(
+    classifier: Classifier,
+    *,
+    corrections_path: str | Path | None = None,
+    limits: BatchLimits | None = None,
+) -> gr.Blocks:
+    """The demo with its private upload folder and its queue: ready to launch or to mount.
+
+    ``launch`` serves it on its own; ``detente serve`` mounts it beside the HTTP API with
+    ``gr.mount_gradio_app(app, demo, path, **serving_options(limits))``.
+    """
+    private_upload_folder()
+    demo = build_demo(classifier, corrections_path=corrections_path, limits=limits)
+    demo.queue(default_concurrency_limit=concurrency_limit(), max_size=64)
+    return demo
+
+
+def serving_options(limits: BatchLimits) -> dict:
+    """How the demo is served, launched or mounted: offline, no SSR or PWA, no MCP server."""
+    return dict(
+        show_error=True, max_file_size=limits.max_bytes, ssr_mode=False, pwa=False,
+        mcp_server=False, run_history=False, enable_monitoring=False,
+        footer_links=["api", "settings"], theme=gr.themes.Default(primary_hue="teal"),
+    )
+
+
 def launch(
     classifier: Classifier,
     *,
@@ -389,16 +415,11 @@ def launch(
     open_browser: bool = False,
 ) -> gr.Blocks:
     """Serve the demo like ``detente demo``; ``block=False`` returns once it is up (tests)."""
-    private_upload_folder()
     limits = limits or BatchLimits()
-    demo = build_demo(classifier, corrections_path=corrections_path, limits=limits)
-    demo.queue(default_concurrency_limit=concurrency_limit(), max_size=64)
+    demo = prepare_demo(classifier, corrections_path=corrections_path, limits=limits)
     demo.launch(
         server_name=host, server_port=port, share=False, inbrowser=open_browser,
-        prevent_thread_lock=True, quiet=True, show_error=True,
-        max_file_size=limits.max_bytes, ssr_mode=False, pwa=False, mcp_server=False,
-        run_history=False, enable_monitoring=False, footer_links=["api", "settings"],
-        theme=gr.themes.Default(primary_hue="teal"),
+        prevent_thread_lock=True, quiet=True, **serving_options(limits),
     )
     if block:
         print(f"detente demo running at {demo.local_url} (offline; Ctrl+C to stop)", flush=True)

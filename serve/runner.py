@@ -108,18 +108,8 @@ class ModelRunner:
 
     def window_end(self, text: str) -> int | None:
         """Character offset where the model's token window ends; None if it reads it all."""
-        tokenizer = self.classifier.tokenizer
-        if not getattr(tokenizer, "is_fast", False):
-            return None
         with self.lock:
-            encoded = tokenizer(
-                text, truncation=True, max_length=self.max_tokens,
-                return_offsets_mapping=True, verbose=False,
-            )
-        ends = [end for start, end in encoded["offset_mapping"] if end > start]
-        if not ends or max(ends) >= len(text.rstrip()):
-            return None
-        return max(ends)
+            return window_end(self.classifier.tokenizer, text, self.max_tokens)
 
     def explain(self, text: str, max_units: int = DEFAULT_MAX_UNITS) -> Explanation:
         """Word occlusion of the predicted stance: one forward pass for all variants."""
@@ -130,3 +120,20 @@ class ModelRunner:
             window_end=self.window_end(text),
             max_units=max_units,
         )
+
+
+def window_end(tokenizer, text: str, max_tokens: int) -> int | None:
+    """Character offset where a ``max_tokens`` window ends in ``text``; None if it reads it all.
+
+    A module function so that the HTTP service (``serve.api``), which explains with the
+    ``auto`` backend's tokenizer rather than a ``Classifier``, marks the same unread words.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    encoded = tokenizer(
+        text, truncation=True, max_length=max_tokens, return_offsets_mapping=True, verbose=False,
+    )
+    ends = [end for start, end in encoded["offset_mapping"] if end > start]
+    if not ends or max(ends) >= len(text.rstrip()):
+        return None
+    return max(ends)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "cli.md"
 REPO = DOC.parents[1]
-COMMANDS = [[], ["train"], ["predict"], ["score"], ["select-backend"], ["demo"], ["evaluate"],
-            ["retrain"], ["data", "check"]]
+COMMANDS = [[], ["train"], ["predict"], ["score"], ["select-backend"], ["demo"], ["serve"],
+            ["evaluate"], ["retrain"], ["data", "check"]]
 WIDTH = 100
 RUN_AS_DETENTE = (
     f"from serve.cli import app; app(prog_name='detente', max_content_width={WIDTH}, "

@@ -1,0 +1,209 @@
+"""The served model: loaded as ``detente score`` loads it, scored as ``detente score`` scores.
+
+Nothing here is new scoring logic; it is the glue between the HTTP layer and what exists:
+
+- loading: ``serve.backends.load_backend(model, "auto")``, the backend the model folder
+  chose on its validation split (``model=None`` is the default model, trained first if
+  there is none, with the trainer's message and progress bar);
+- scoring: ``serve.scoring.score_texts`` (an empty or unusable text keeps its place with an
+  ``error``; a text longer than the model's window is read in sentence windows and the
+  windows' probabilities averaged by length) and ``scored_columns``, the columns
+  ``detente score`` writes, so a statement gets the same labels and the same float32
+  probabilities from the API as in a scored file;
+- explanations: ``serve.explain.explain`` (word occlusion, what the demo shows), with the
+  same backend, for the label the API returned;
+- the model card and metrics: ``serve.demo_about``'s readers of the model folder.
+
+The demo needs a ``Classifier`` (torch): when ``auto`` chose torch it is the backend's own,
+otherwise it is loaded beside the backend (about 90 MB more for the default model), as
+``detente demo`` would load it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from serve.backends import Backend, TorchBackend, load_backend, resolve_model_dir
+from serve.explain import explain as occlusion
+from serve.explain import summary_markdown
+from serve.runner import window_end
+from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns, text_error
+
+SECOND_HEADING = re.compile(r"\n## ")
+PADDING_SLACK = 1.1  # a forward pass holds at most ~10 % padding tokens (see length_groups)
+
+
+@dataclass
+class LoadedModel:
+    """A model folder's ``auto`` backend (and, for the demo, its Classifier)."""
+
+    folder: Path
+    backend: Backend
+    classifier: Any = None  # model.classifier.Classifier, only when the demo is served
+
+    @classmethod
+    def load(cls, model: str | Path | None, *, with_classifier: bool = False) -> LoadedModel:
+        """Load like ``detente score --backend auto`` (training the default model if needed)."""
+        folder = resolve_model_dir(model).resolve()
+        backend = load_backend(model, "auto")
+        classifier = None
+        if with_classifier:
+            if isinstance(backend, TorchBackend):
+                classifier = backend.classifier
+            else:
+                from model.classifier import Classifier
+
+                classifier = Classifier.load(folder)
+        return cls(folder, backend, classifier)
+
+    @property
+    def version(self) -> str:
+        return self.backend.model_version
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        config = self.backend.config
+        return {"stance": list(config.stance_labels),
+                "sentiment": list(config.sentiment_labels)}
+
+    def score(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict[str, Any]]:
+        """One result per text, in order (``schemas.StatementResult`` without explanation).
+
+        The texts are scored in forward passes of similar token lengths (``length_groups``),
+        each through ``score_texts`` as ``detente score`` scores a chunk.
+        """
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for group in self.length_groups(texts, batch_size):
+            part = [texts[i] for i in group]
+            for i, result in zip(group, self._score_pass(part), strict=True):
+                results[i] = result
+        return results
+
+    def length_groups(self, texts: list[str], max_size: int) -> list[list[int]]:
+        """Indices of ``texts`` in groups of similar token length, at most ``max_size`` each.
+
+        Why: requests arrive with statements of every length, and one forward pass pads all
+        of its rows to the longest. On the default model 64 corpus statements of mixed
+        lengths ran at 69 statements/s in sorted passes of 32 and 103 one at a time, but
+        117 in passes that hold at most 10 % padding (``PADDING_SLACK``; 90 at 50 %), on
+        2 busy cores. Sorted by length, a group grows while its padded size (longest x
+        rows) stays within the slack of its real tokens.
+        """
+        if max_size <= 1 or len(texts) <= 1:
+            return [[i] for i in range(len(texts))]
+        config = self.backend.config
+        readable = [i for i, text in enumerate(texts) if text_error(text) is None]
+        lengths = [0] * len(texts)  # texts that get an error cost nothing
+        if readable:
+            encoded = self.backend.tokenizer(
+                [texts[i] for i in readable], truncation=True,
+                max_length=int(config.max_seq_length), verbose=False)["input_ids"]
+            for i, ids in zip(readable, encoded):
+                lengths[i] = len(ids)
+        groups: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for i in sorted(range(len(texts)), key=lengths.__getitem__):
+            padded = max(lengths[i], 1) * (len(current) + 1)
+            if current and (len(current) >= max_size
+                            or padded > PADDING_SLACK * (tokens + lengths[i])):
+                groups.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += lengths[i]
+        if current:
+            groups.append(current)
+        return groups
+
+    def _score_pass(self, texts: list[str]) -> list[dict[str, Any]]:
+        config = self.backend.config
+        scores = score_texts(texts, self.backend, batch_size=max(1, len(texts)))
+        rows = pa.table(scored_columns(scores, config, self.version)).to_pylist()
+        sentiment = scores.sentiment.astype(np.float32)  # as precise as the stance columns
+        results = []
+        for i, row in enumerate(rows):
+            if row["error"] is not None:
+                results.append({"stance": None, "stance_probs": None, "sentiment": None,
+                                "sentiment_probs": None, "sentiment_score": None,
+                                "error": row["error"]})
+                continue
+            results.append({
+                "stance": row["stance"],
+                "stance_probs": {label: row[f"p_{label}"] for label in config.stance_labels},
+                "sentiment": row["sentiment"],
+                "sentiment_probs": {label: float(sentiment[i, j])
+                                    for j, label in enumerate(config.sentiment_labels)},
+                "sentiment_score": row["sentiment_score"],
+                "error": None,
+            })
+        return results
+
+    def explain(self, text: str, label: str | None = None) -> dict[str, Any]:
+        """Word occlusion of ``label`` (default: the predicted stance), in one forward pass."""
+        config = self.backend.config
+        tokenizer = self.backend.tokenizer
+        result = occlusion(
+            text,
+            lambda variants: self.backend.predict_proba(variants, max(1, len(variants)))[0],
+            list(config.stance_labels),
+            label=label,
+            window_end=window_end(tokenizer, text, int(config.max_seq_length)),
+        )
+        return {
+            "label": result.label,
+            "probability": result.probability,
+            "words": [{"text": u.text, "start": u.start, "end": u.end, "score": u.score,
+                       "probability_without": u.probability_without} for u in result.units],
+            "words_per_unit": result.words_per_unit,
+            "unread_from": result.unread_from,
+            "summary": summary_markdown(result),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """The model card summary, labels, version, backend and measured quality."""
+        from serve.demo_about import read_model_card, read_summary
+
+        config = self.backend.config
+        return {
+            "model_version": self.version,
+            "model": self.folder.name,
+            "backend": self.backend.name,
+            "base_model": config.base_model,
+            "labels": self.labels,
+            "max_seq_length": int(config.max_seq_length),
+            "calibration": {head: float(config.temperature_of(head))
+                            for head in ("stance", "sentiment")},
+            "metrics": evaluation_metrics(read_summary(self.folder)),
+            "card": card_summary(read_model_card(self.folder)),
+        }
+
+
+def evaluation_metrics(summary: dict | None) -> dict[str, dict[str, dict[str, float]]]:
+    """Accuracy and macro-F1 of every evaluated split in a training summary.
+
+    Any top-level entry shaped ``{head: {"accuracy": ..., "macro_f1": ...}}`` counts, so
+    splits added later (a real-text test set) appear without a change here.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split, heads in (summary or {}).items():
+        if not isinstance(heads, dict):
+            continue
+        kept = {head: {k: float(v) for k, v in scores.items()
+                       if k in ("accuracy", "macro_f1") and isinstance(v, int | float)}
+                for head, scores in heads.items()
+                if isinstance(scores, dict) and "macro_f1" in scores}
+        if kept:
+            out[split] = kept
+    return out
+
+
+def card_summary(card: str) -> str:
+    """The model card up to its second section: the title and what the model is."""
+    match = SECOND_HEADING.search(card)
+    return (card[: match.start()] if match else card).strip()
