@@ -45,8 +45,8 @@ def ensure_default_model(train_if_missing: bool = True) -> Path:
     reason = ("the bundled data changed since it was trained" if exists
               else "there is none yet")
     print(
-        f"Training the default model in {folder} because {reason} (about 3-5 minutes on a "
-        "laptop CPU; this happens once).",
+        f"Training the default model in {folder} because {reason} (about 12 minutes on 2 "
+        "CPU cores, less on a GPU; this happens once).",
         file=sys.stderr,
     )
     from training.arguments import TrainArguments
