@@ -251,7 +251,9 @@ def main() -> None:
                 results = [r for r in results if r["variant"] != name] + [result]
                 store.write_text(json.dumps(results, indent=1))
                 print(to_markdown([result]))
-    parts = [to_markdown(results), *(errors_markdown(a, n) for n, a in analyses.items())]
+    notes = RESULTS / "real_text_notes.md"  # the hand-written account of what was tried
+    parts = [to_markdown(results), notes.read_text(encoding="utf-8") if notes.exists() else "",
+             *(errors_markdown(a, n) for n, a in analyses.items())]
     (RESULTS / "real_text.md").write_text("\n".join(parts), encoding="utf-8")
 
 

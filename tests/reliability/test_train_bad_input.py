@@ -151,7 +151,8 @@ BAD = [
     Case("mixed_split_column", ".jsonl",
          jsonl_bytes([{**r, "split": ["train", 3, None, {"a": 1}][i % 4],
                        "dispute": [["d"], "e"][i % 2]} for i, r in enumerate(labelled_rows())]),
-         r"unknown split; allowed: \['train', 'validation', 'test'\] \(rows 2, 3, 4, 6"),
+         r"unknown split; allowed: \['train', 'validation', 'test'\] or test_<name> "
+         r"\(an evaluation-only split\) \(rows 2, 3, 4, 6"),
     Case("not_an_object", ".jsonl", jsonl_bytes(labelled_rows()[:2] + [[1, 2]]),
          r"line 3: expected a JSON object"),
     Case("broken_json", ".jsonl", jsonl_bytes(labelled_rows()[:2]) + b'{"text": "a",\n',
