@@ -1,6 +1,6 @@
 """Which base encoder reads real statements best, at a price 2 CPU cores can pay: a linear probe.
 
-Fine-tuning a 110M-parameter encoder on 2 cores takes about ten times the default model's
+Fine-tuning a 110M-parameter encoder on 2 cores would take several times the default model's
 training, so the encoders are compared frozen: mean-pooled sentence vectors, a balanced
 logistic regression per head trained on the real and written train rows, scored on the
 real validation split (never the test). A probe ranks how much stance and sentiment an
