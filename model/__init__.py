@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from model.classifier import Classifier, Prediction
 from model.config import DetenteConfig
+from model.errors import ModelLoadError
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.modeling import DetenteModel, DetenteOutput
-from model.persistence import ModelLoadError, load_model, save_model
+from model.persistence import load_model, save_model
 
 __all__ = [
     "Classifier",

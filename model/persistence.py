@@ -21,6 +21,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from model.config import DetenteConfig
+from model.errors import ModelLoadError, ModelWriteError, one_line
 from model.modeling import DetenteModel
 
 WEIGHTS_FILE = "model.safetensors"
@@ -32,21 +33,6 @@ VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
 WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
 
 
-class ModelLoadError(RuntimeError):
-    """A model folder that cannot be used, with the reason in words."""
-
-
-class ModelWriteError(RuntimeError):
-    """A model or checkpoint that could not be written (disk full, no permission, ...)."""
-
-
-def first_line(err: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, shortened: enough to act on, no wall of text."""
-    text = next((line.strip() for line in str(err).splitlines() if line.strip()),
-                type(err).__name__)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def save_model(model: DetenteModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
     """Write weights (safetensors), config and tokenizer into one folder."""
     folder = Path(folder)
@@ -55,7 +41,7 @@ def save_model(model: DetenteModel, tokenizer: PreTrainedTokenizerBase, folder: 
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
     except WRITE_ERRORS as err:
-        raise ModelWriteError(f"could not write the model to {folder}: {first_line(err)}") from err
+        raise ModelWriteError(f"could not write the model to {folder}: {one_line(err)}") from err
     return folder
 
 
@@ -138,7 +124,7 @@ def load_model(
                 output_loading_info=True, ignore_mismatched_sizes=True,
             )
     except Exception as err:
-        raise ModelLoadError(f"could not load the model in {folder}: {first_line(err)}") from err
+        raise ModelLoadError(f"could not load the model in {folder}: {one_line(err)}") from err
     broken = sorted(info["missing_keys"]) + sorted(key for key, *_ in info["mismatched_keys"])
     if broken:
         raise ModelLoadError(
@@ -153,7 +139,7 @@ def load_model(
         )
     except Exception as err:
         raise ModelLoadError(
-            f"could not load the tokenizer in {folder}: {first_line(err)}") from err
+            f"could not load the tokenizer in {folder}: {one_line(err)}") from err
     vocab_size = model.config.encoder.get("vocab_size")
     if vocab_size and len(tokenizer) > vocab_size:
         raise ModelLoadError(

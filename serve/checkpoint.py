@@ -39,8 +39,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.errors import DataError
 from serve.tabular_io import TableWriter, fsync_dir, fsync_file, write_part
-from training.data import DataError
 
 MANIFEST = "manifest.json"
 LOCK = "lock"

@@ -41,8 +41,7 @@ def user_errors():
 
     OSError covers what the machine refuses: no permission, disk full, a file in the way.
     """
-    from model.persistence import ModelLoadError, ModelWriteError
-    from training.data import DataError
+    from model.errors import DataError, ModelLoadError, ModelWriteError
 
     return (DataError, ModelLoadError, ModelWriteError, OSError, ValueError)
 
@@ -119,7 +118,8 @@ def data_check(
                                          "corpus format (id, dispute, split, ...).")] = False,
 ) -> None:
     """Validate a labelled file; prints every problem with its rows, exit 1 on errors."""
-    from training.data import ColumnNames, DataError, load_labelled
+    from model.errors import DataError
+    from training.data import ColumnNames, load_labelled
     from training.validation import CORPUS_COLUMNS, validate
 
     columns = ColumnNames(text=text_column, stance=stance_column, sentiment=sentiment_column)

@@ -153,11 +153,8 @@ def select_backend(
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean 'this input or option is wrong': one line, no traceback."""
-    from model.persistence import ModelLoadError
+    from model.errors import DataError, DefaultModelMissing, ModelLoadError, OnnxError
     from serve.checkpoint import ScoreWriteError
-    from serve.onnx_backend import OnnxError
-    from training.data import DataError
-    from training.default_model import DefaultModelMissing
 
     errors: list[type[BaseException]] = [
         DataError, ModelLoadError, OnnxError, DefaultModelMissing, ScoreWriteError,

@@ -34,10 +34,11 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from model.errors import DataError
 from serve.runner import ModelRunner
 from serve.scoring import MAX_TEXT_CHARS, Scores, scored_columns, text_error
 from serve.tabular_io import escape_formula as escape_text_formula
-from training.data import DataError, detect_format, read_table
+from training.data import detect_format, read_table
 
 CHUNK_ROWS = 64
 CHUNK_CHARS = 32_000  # about 64 statements of 500 characters; a longer row is a chunk alone

@@ -42,6 +42,7 @@ import torch
 
 from model.classifier import softmax
 from model.config import DetenteConfig
+from model.errors import OnnxError
 from model.tokenization import length_sorted_batches
 
 CACHE_DIR = "onnx"
@@ -69,10 +70,6 @@ VERIFY_SAMPLE = [
     "The ministry accused the rebels of shelling the airport for the third night in a row.",
     "No.",
 ]
-
-
-class OnnxError(RuntimeError):
-    """The model could not be exported to, quantized for or run on ONNX Runtime."""
 
 
 @dataclass(frozen=True)

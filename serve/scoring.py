@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 
 from model.classifier import sentiment_score
 from model.config import DetenteConfig
+from model.errors import DataError
 from serve.backends import BACKENDS, Backend, load_backend
 from serve.checkpoint import (
     Manifest,
@@ -80,7 +81,6 @@ from serve.checkpoint import (
 )
 from serve.long_text import aggregate, plan_windows
 from serve.tabular_io import MISSING, InputInfo, detect_format, read_chunks, scan_input
-from training.data import DataError
 
 DEFAULT_CHUNK_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 32
@@ -416,9 +416,7 @@ def _load_backend(model: str | Path | None, backend: str) -> Backend:
     folder, which fail with many exception types; the errors that already explain
     themselves pass through, the others become one sentence naming the folder.
     """
-    from model.persistence import ModelLoadError
-    from serve.onnx_backend import OnnxError
-    from training.default_model import DefaultModelMissing
+    from model.errors import DefaultModelMissing, ModelLoadError, OnnxError
 
     try:
         return load_backend(model, backend)

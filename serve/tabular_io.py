@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from training.data import DataError
+from model.errors import DataError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 SUFFIXES = {

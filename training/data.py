@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from model.errors import DataError
+
 SUPPORTED_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -23,10 +25,6 @@ SUPPORTED_SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
-class DataError(ValueError):
-    """A data file that cannot be read or used; the message names the file, row or field."""
 
 
 @dataclass

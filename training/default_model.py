@@ -11,12 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from model.errors import DefaultModelMissing
 from model.paths import default_model_dir
 from training.bundled_data import data_fingerprint
-
-
-class DefaultModelMissing(RuntimeError):
-    """No default model yet and training it was not allowed."""
 
 
 def trained_fingerprint(folder: Path) -> str | None:

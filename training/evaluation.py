@@ -16,9 +16,10 @@ from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from model.classifier import Classifier, sentiment_score
+from model.errors import DataError
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
-from training.data import ColumnNames, DataError
+from training.data import ColumnNames
 from training.metrics import expected_calibration_error
 from training.plots import confusion_matrix_png, reliability_png
 from training.splits import load_checked

@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from model.classifier import Classifier
+from model.errors import DataError
 from model.modeling import DetenteModel
 from model.persistence import load_model
 from training.arguments import TrainArguments
 from training.bundled_data import REAL_SOURCES, replay_data_files
-from training.data import ColumnNames, DataError, load_labelled
+from training.data import ColumnNames, load_labelled
 from training.evaluation import head_metrics
 from training.splits import DataSplits, choose_strata, load_checked, with_source
 from training.trainer import (

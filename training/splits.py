@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.data import ColumnNames, DataError, load_labelled
+from model.errors import DataError
+from training.data import ColumnNames, load_labelled
 from training.validation import normalise_text, validate
 
 HELD_OUT_PREFIX = "test_"

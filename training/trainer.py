@@ -32,10 +32,11 @@ from transformers import (
 
 from model.classifier import Classifier
 from model.config import DetenteConfig
+from model.errors import ModelWriteError, one_line
 from model.labels import SENTIMENT_LABELS, STANCE_LABELS
 from model.modeling import DetenteModel
 from model.paths import default_base_model, default_model_dir
-from model.persistence import WRITE_ERRORS, ModelWriteError, first_line, save_model
+from model.persistence import WRITE_ERRORS, save_model
 from training.arguments import TrainArguments
 from training.baselines import Baselines
 from training.bundled_data import REAL_SOURCES, data_fingerprint, default_data_files
@@ -170,7 +171,7 @@ class CheckpointingTrainer(Trainer):
             with contextlib.suppress(OSError):  # only when no earlier checkpoint is in it
                 folder.parent.rmdir()
             raise ModelWriteError(
-                f"could not write the checkpoint {folder} ({first_line(err)}); is the disk "
+                f"could not write the checkpoint {folder} ({one_line(err)}); is the disk "
                 "full? Earlier checkpoints are kept: free some space and rerun with --resume"
             ) from err
 
@@ -441,7 +442,7 @@ def write_atomically(
     except (ModelWriteError, *WRITE_ERRORS) as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelWriteError(
-            f"could not write the model to {output} ({first_line(err.__cause__ or err)}); "
+            f"could not write the model to {output} ({one_line(err.__cause__ or err)}); "
             "nothing was written there. Free some space and run the command again "
             "(detente train --resume continues from the kept checkpoints)"
         ) from err

@@ -20,7 +20,8 @@ def serve(ctx: typer.Context) -> None:
 
     All options come from serve.api.settings.ServeArguments; see `detente serve --help`.
     """
-    from model.persistence import ModelLoadError, check_model_folder
+    from model.errors import ModelLoadError
+    from model.persistence import check_model_folder
     from serve.cli import fail
     from serve.cli_score import _log_to_stderr
 

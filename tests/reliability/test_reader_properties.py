@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.data import DataError, load_labelled, read_table
+from model.errors import DataError
+from training.data import load_labelled, read_table
 from training.validation import validate
 
 SETTINGS = settings(max_examples=50, deadline=None,

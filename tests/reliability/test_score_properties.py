@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model.errors import DataError
 from serve.backends import load_backend
 from serve.scoring import score_file
 from serve.tabular_io import (
@@ -32,7 +33,6 @@ from serve.tabular_io import (
     rechunk,
     scan_input,
 )
-from training.data import DataError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 COLUMNS = ("id", "text", "note")

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.errors import DataError
 from serve.backends import load_backend
 from serve.checkpoint import ScoreWriteError
 from serve.scoring import score_file
-from training.data import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 SCORING_MODULES = ["scoring", "tabular_io", "checkpoint", "long_text", "cli_score",

@@ -144,7 +144,8 @@ def test_a_failed_checkpoint_write_is_one_error_and_leaves_nothing(
 WRITE_MODEL = """
 import resource, sys
 from pathlib import Path
-from model.persistence import ModelWriteError, load_model
+from model.errors import ModelWriteError
+from model.persistence import load_model
 from training.trainer import write_atomically
 
 model, tokenizer = load_model(sys.argv[1])

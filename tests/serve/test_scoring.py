@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.errors import DataError
 from serve.backends import load_backend
 from serve.long_text import plan_windows, split_text, token_budget
 from serve.scoring import score_file, score_texts
 from serve.tabular_io import escape_formulas, read_chunks, scan_input
-from training.data import DataError
 
 STATEMENTS = [
     "We are ready to sit down with them tomorrow and talk about a ceasefire.",

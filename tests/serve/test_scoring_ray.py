@@ -89,7 +89,7 @@ def test_ray_engine_equals_local_engine(local_ray, model_copy, tmp_path, in_fmt,
 
 
 def test_ray_engine_refuses_resume(local_ray, model_copy, tmp_path):
-    from training.data import DataError
+    from model.errors import DataError
 
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": TEXTS}).to_csv(src, index=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from model.errors import DataError
 from serve.scoring import score_file
-from training.data import DataError
 
 # One thread: the runs are quicker on a busy 2-core machine, and their sums are in one order.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

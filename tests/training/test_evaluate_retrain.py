@@ -5,9 +5,9 @@ import json
 import pytest
 
 from model import Classifier
+from model.errors import DataError
 from tests.conftest import write_jsonl
 from training.arguments import TrainArguments
-from training.data import DataError
 from training.evaluation import EvaluateArguments, evaluate
 from training.retrain import RetrainArguments, retrain
 from training.trainer import train

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from model import Classifier
+from model.errors import DataError
 from training.arguments import TrainArguments
-from training.data import DataError
 from training.trainer import train
 
 
