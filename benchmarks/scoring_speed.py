@@ -97,7 +97,7 @@ def unsorted_predict(classifier, batch_size: int) -> Predict:
     """Batches in input order, each padded to its longest row: the baseline."""
     import torch
 
-    from model.classifier import softmax
+    from model.probabilities import softmax
 
     def run(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         stance, sentiment = [], []

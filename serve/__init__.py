@@ -1,8 +1,11 @@
-"""Serving detente: the CLI, batch scoring, the Gradio demo and scale-out on Ray."""
+"""Serving detente: the CLI, batch scoring, the Gradio demo, the HTTP API and Ray scale-out.
+
+``load_classifier()`` is the Python quick start: the default model, trained on first use.
+"""
 
 from __future__ import annotations
 
-__all__ = ["score_file"]
+__all__ = ["load_classifier", "score_file"]
 
 
 def __getattr__(name: str):
@@ -11,4 +14,8 @@ def __getattr__(name: str):
         from serve.scoring import score_file
 
         return score_file
+    if name == "load_classifier":
+        from serve.loading import load_classifier
+
+        return load_classifier
     raise AttributeError(f"module 'serve' has no attribute {name!r}")

@@ -87,14 +87,14 @@ def predict(
     allow_pickle: Annotated[bool, typer.Option(help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Label statements given on the command line or on standard input."""
-    from model.classifier import Classifier
+    from serve.loading import load_classifier
 
     if texts == ["-"]:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         fail("no statements given")
     try:
-        classifier = Classifier.load(model, allow_pickle=allow_pickle)
+        classifier = load_classifier(model, allow_pickle=allow_pickle)
     except user_errors() as err:
         fail(str(err))
     for text, pred in zip(texts, classifier.predict(texts, batch_size=batch_size)):

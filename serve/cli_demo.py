@@ -40,9 +40,9 @@ def demo(
     ] = False,
 ) -> None:
     """Open the web demo: classify and explain statements, score files, send corrections."""
-    from model.classifier import Classifier
     from serve.cli import fail, user_errors
     from serve.corrections import default_corrections_path
+    from serve.loading import load_classifier
 
     if host not in LOCAL_HOSTS:
         typer.secho(
@@ -51,7 +51,7 @@ def demo(
             fg=typer.colors.YELLOW, err=True,
         )
     try:
-        classifier = Classifier.load(model, allow_pickle=allow_pickle)
+        classifier = load_classifier(model, allow_pickle=allow_pickle)
     except user_errors() as err:
         fail(str(err))
     corrections = corrections or default_corrections_path()

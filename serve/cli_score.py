@@ -109,7 +109,7 @@ def score(
     except _user_errors() as err:
         _fail(str(err))
     errors = f", {result.errors:,} with an error (see the error column)" if result.errors else ""
-    split = f", {result.split_rows:,} long texts windowed" if result.split_rows else ""
+    split = f", {result.windowed_rows:,} long texts windowed" if result.windowed_rows else ""
     typer.echo(
         f"scored {result.rows:,} rows{errors}{split} with {result.backend} "
         f"(model {result.model_version}) at {result.rows_per_second:,.0f} statements/s "
@@ -137,13 +137,14 @@ def select_backend(
     """
     from transformers.utils import logging as hf_logging
 
-    from serve.backends import describe_selection, resolve_model_dir, select_backend_on_file
+    from serve.loading import model_folder
+    from training.backend_selection import describe_selection, select_backend_on_file
     from training.bundled_data import selection_data_file
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per candidate is noise here
     _log_to_stderr()
     try:
-        folder = resolve_model_dir(model)
+        folder = model_folder(model)
         selection = select_backend_on_file(folder, data or selection_data_file())
     except _user_errors() as err:
         _fail(str(err))

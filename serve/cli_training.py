@@ -38,12 +38,17 @@ def evaluate(
 ) -> None:
     """Score a model on labelled data beside baselines; write a report with plots."""
     from serve.cli import user_errors
+    from serve.loading import model_folder
     from training.evaluation import EvaluateArguments
     from training.evaluation import evaluate as run
     from training.report import summary_table
 
+    try:
+        model = model_folder(model)
+    except user_errors() as err:
+        _fail(str(err))
     args = EvaluateArguments(
-        model=str(model) if model else None, data=str(data) if data else None,
+        model=str(model), data=str(data) if data else None,
         report=str(report), split=split, train_data=str(train_data) if train_data else None,
         text_column=text_column, stance_column=stance_column, sentiment_column=sentiment_column,
         allow_pickle=allow_pickle,
@@ -104,7 +109,7 @@ def retrain(
     typer.echo(format_comparison(summary))
     selection = summary.get("backend_selection")
     if selection:
-        from serve.backends import describe_selection
+        from training.backend_selection import describe_selection
 
         typer.echo(f"backend selection failed ({selection['error']}); --backend auto runs "
                    "ONNX fp32" if "error" in selection else describe_selection(selection))

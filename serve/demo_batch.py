@@ -169,7 +169,7 @@ def score_table(
     for rows in chunks(todo, [len(v) if isinstance(v, str) else 0 for v in values]):
         part = runner.score_rows([values[i] for i in rows], column=column)
         scores.stance[rows], scores.sentiment[rows] = part.stance, part.sentiment
-        scores.split[rows] = part.split
+        scores.windowed[rows] = part.windowed
         done += len(rows)
         if progress is not None:
             progress(done / len(todo), f"scored {done:,} of {len(todo):,}")

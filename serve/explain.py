@@ -15,12 +15,10 @@ Occlusion is model-agnostic and faithful by construction (it measures the model'
 behaviour, nothing is approximated by gradients), and its cost is one forward pass over
 ``n_words + 1`` short texts, which we send as a single padded batch.
 
-Two guards keep the cost bounded and the output honest:
-
-- words beyond the model's token window are never read by the model; they get no score
-  (``None``) instead of a misleading zero;
-- when a statement has more words than ``max_units``, neighbouring words are occluded
-  together in equal spans, so a long input costs at most ``max_units + 1`` texts.
+When a statement has more words than ``max_units``, neighbouring words are occluded
+together in equal spans, so a long input costs at most ``max_units + 1`` texts. A statement
+longer than the model's window is read in sentence windows (``model.long_text``), so every
+word, wherever it is, gets a score.
 """
 
 from __future__ import annotations
@@ -63,7 +61,6 @@ class Explanation:
     probability: float
     units: list[Unit]
     words_per_unit: int
-    unread_from: int | None = None  # character offset where the model's window ends
     n_texts: int = 0  # texts in the forward pass (original + variants)
     spans: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
@@ -92,12 +89,9 @@ class Explanation:
         return [u for u in ranked[:n] if sign * u.score > 0]
 
 
-def word_spans(text: str, limit: int | None = None) -> list[tuple[int, int]]:
-    """Character spans of the words in ``text`` that end within the first ``limit`` chars."""
-    spans = [m.span() for m in WORD.finditer(text)]
-    if limit is not None:
-        spans = [s for s in spans if s[1] <= limit]
-    return spans
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words in ``text``."""
+    return [m.span() for m in WORD.finditer(text)]
 
 
 def group_spans(
@@ -128,17 +122,15 @@ def explain(
     labels: Sequence[str],
     *,
     label: str | None = None,
-    window_end: int | None = None,
     max_units: int = DEFAULT_MAX_UNITS,
 ) -> Explanation:
     """Score each word of ``text`` by occlusion, in one call of ``proba``.
 
     ``proba`` maps a list of texts to stance probabilities ``(n, len(labels))`` and is called
     exactly once, with the statement first and then one variant per unit. ``label`` is the
-    label to explain (default: the predicted one); ``window_end`` is the character offset
-    where the model's token window ends (``None``: the model reads everything).
+    label to explain (default: the predicted one).
     """
-    spans = word_spans(text, window_end)
+    spans = word_spans(text)
     units, size = group_spans(spans, max_units) if spans else ([], 1)
     texts = [text] + [occlude(text, span) for span in units]
     probs = np.asarray(proba(texts))
@@ -152,10 +144,9 @@ def explain(
              float(row[index]))
         for (start, end), row in zip(units, probs[1:], strict=True)
     ]
-    unread = window_end if window_end is not None and window_end < len(text.rstrip()) else None
     return Explanation(
         text=text, label=labels[index], probability=base, units=scored,
-        words_per_unit=size, unread_from=unread, n_texts=len(texts), spans=spans,
+        words_per_unit=size, n_texts=len(texts), spans=spans,
     )
 
 
@@ -192,7 +183,4 @@ def summary_markdown(explanation: Explanation, n: int = 5) -> str:
                      "rests on the statement as a whole, not on any one word.")
     if ex.words_per_unit > 1:
         lines.append(f"- Long statement: words were occluded in groups of {ex.words_per_unit}.")
-    if ex.unread_from is not None:
-        lines.append("- The model's token window ends before the statement does; the words "
-                     "after it were not read and are not scored.")
     return "\n".join(lines)

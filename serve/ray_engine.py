@@ -30,7 +30,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from serve.backends import load_backend, resolve_backend
+from model.classifier import Classifier
+from model.config import DetenteConfig
+from serve.loading import resolve
 from serve.scoring import (
     SCORE_PREFIX,
     Job,
@@ -45,7 +47,7 @@ from serve.scoring import (
 from serve.tabular_io import MISSING, csv_options, json_values, text_encoding
 
 PRE_ERROR = SCORE_PREFIX + "text_error"
-SPLIT = "split"  # travels as __detente_split: rows scored as several windows
+WINDOWED = "windowed"  # travels as __detente_windowed: rows read in several windows
 log = logging.getLogger("detente.score")
 
 
@@ -109,7 +111,7 @@ class RayScorer:
 
     def __init__(self, model_dir: str, backend: str, text_column: str, batch_size: int,
                  threads: int) -> None:
-        self.backend = load_backend(model_dir, backend, threads=threads)
+        self.classifier = Classifier.load(model_dir, backend=backend, threads=threads)
         self.text_column = text_column
         self.batch_size = batch_size
 
@@ -120,14 +122,15 @@ class RayScorer:
             values = [BadCell(m) if m is not None else v for v, m in zip(values, marks)]
             batch = batch.drop_columns([PRE_ERROR])
         scores = score_texts(
-            [None if isinstance(v, BadCell) else v for v in values], self.backend,
+            [None if isinstance(v, BadCell) else v for v in values], self.classifier,
             column=self.text_column, batch_size=self.batch_size,
         )
         for i, value in enumerate(values):
             if isinstance(value, BadCell):
                 scores.errors[i] = value.message
-        columns = scored_columns(scores, self.backend.config, self.backend.model_version)
-        columns[SPLIT] = pa.array(scores.split)
+        columns = scored_columns(scores, self.classifier.config,
+                                 self.classifier.model_version)
+        columns[WINDOWED] = pa.array(scores.windowed)
         for name, array in columns.items():
             batch = batch.append_column(SCORE_PREFIX + name, array)
         return batch
@@ -181,9 +184,7 @@ def score_with_ray(
 ) -> ScoreResult:
     """Score ``job`` on Ray Data and write its output file (see the module docstring)."""
     ray = init_ray()
-    resolved = resolve_backend(model, backend)
-    from model.config import DetenteConfig
-
+    resolved = resolve(model, backend)
     config = DetenteConfig.from_pretrained(resolved.folder, local_files_only=True)
     layout = plan_layout(job.info.schema, job.id_column, config)
     context = ray.data.DataContext.get_current()
@@ -199,9 +200,9 @@ def score_with_ray(
         batch_size=job.chunk_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actor_count(ray)), num_cpus=1,
     )
-    counts = {"rows": 0, "errors": 0, "split": 0}
+    counts = {"rows": 0, "errors": 0, "windowed": 0}
     started = time.perf_counter()
-    score_names = [SCORE_PREFIX + n for n in [*output_column_names(config), SPLIT]]
+    score_names = [SCORE_PREFIX + n for n in [*output_column_names(config), WINDOWED]]
 
     def tables() -> Iterator[pa.Table]:
         with make_progress(job.info.num_rows, 0, progress) as bar:
@@ -211,7 +212,7 @@ def score_with_ray(
                 yield layout.build(inputs, columns, counts["rows"])
                 counts["rows"] += batch.num_rows
                 counts["errors"] += batch.num_rows - columns["error"].null_count
-                counts["split"] += sum(columns[SPLIT].to_pylist())
+                counts["windowed"] += sum(columns[WINDOWED].to_pylist())
                 bar.update(batch.num_rows)
 
     try:
@@ -220,7 +221,7 @@ def score_with_ray(
         raise RayEngineError(f"the Ray job failed: {_first_line(err)}") from err
     if written != job.info.num_rows:
         raise RayEngineError(f"Ray returned {written} rows for {job.info.num_rows} input rows")
-    return ScoreResult(job.output, written, counts["errors"], counts["split"], resolved.name,
+    return ScoreResult(job.output, written, counts["errors"], counts["windowed"], resolved.name,
                        resolved.version, time.perf_counter() - started)
 
 

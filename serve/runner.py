@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.classifier import Classifier, Prediction
-from serve.backends import TorchBackend
 from serve.explain import DEFAULT_MAX_UNITS, Explanation, explain
 from serve.scoring import DEFAULT_BATCH_SIZE, Scores, score_texts
 
@@ -56,7 +55,6 @@ class ModelRunner:
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
         self.lock = FairLock()
-        self._backend = TorchBackend(classifier)
 
     @property
     def stance_labels(self) -> list[str]:
@@ -85,15 +83,15 @@ class ModelRunner:
         The lock covers the tokenizer calls of the window planning too (see above).
         """
         with self.lock:
-            return score_texts(list(values), self._backend, column=column,
+            return score_texts(list(values), self.classifier, column=column,
                                batch_size=batch_size)
 
     def predict(self, text: str) -> Prediction:
         """One statement, scored as ``detente score`` scores it.
 
         A statement longer than the model's window is read in sentence windows whose
-        probabilities are averaged by length (``serve.long_text``), not cut off, so the
-        statement tab, the batch tab and ``detente score`` agree on every text.
+        probabilities are averaged by length (``model.long_text``), not cut off, as every
+        front end reads it.
         """
         scores = self.score_rows([text])
         if scores.errors[0] is not None:
@@ -106,34 +104,12 @@ class ModelRunner:
         with self.lock:
             return len(self.classifier.tokenizer(text, verbose=False)["input_ids"])
 
-    def window_end(self, text: str) -> int | None:
-        """Character offset where the model's token window ends; None if it reads it all."""
-        with self.lock:
-            return window_end(self.classifier.tokenizer, text, self.max_tokens)
-
     def explain(self, text: str, max_units: int = DEFAULT_MAX_UNITS) -> Explanation:
         """Word occlusion of the predicted stance: one forward pass for all variants."""
         return explain(
             text,
             lambda texts: self.proba(texts)[0],
             self.stance_labels,
-            window_end=self.window_end(text),
             max_units=max_units,
         )
 
-
-def window_end(tokenizer, text: str, max_tokens: int) -> int | None:
-    """Character offset where a ``max_tokens`` window ends in ``text``; None if it reads it all.
-
-    A module function so that the HTTP service (``serve.api``), which explains with the
-    ``auto`` backend's tokenizer rather than a ``Classifier``, marks the same unread words.
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        return None
-    encoded = tokenizer(
-        text, truncation=True, max_length=max_tokens, return_offsets_mapping=True, verbose=False,
-    )
-    ends = [end for start, end in encoded["offset_mapping"] if end > start]
-    if not ends or max(ends) >= len(text.rstrip()):
-        return None
-    return max(ends)

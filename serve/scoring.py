@@ -20,10 +20,11 @@ Long texts: a text longer than the model's ``max_seq_length`` tokens is not trun
 is split at sentence boundaries into windows of at most ``max_seq_length`` tokens (a
 longer sentence is cut at word boundaries); each window is scored and the row gets the
 mean of the windows' probabilities weighted by their token counts, labels being the
-argmax of those means (details in ``serve.long_text``).
+argmax of those means (``model.long_text``; ``model.classifier`` does this for every
+front end).
 
 Speed: rows are scored in groups sorted by length (little padding), in inference mode,
-on the backend chosen by ``serve.backends`` (``auto``: the fastest one that kept the labels
+on the backend chosen by ``model.backends`` (``auto``: the fastest one that kept the labels
 of torch fp32 on the model's validation split, measured when it was trained).
 
 Crash safety: finished chunks are kept as part files with a manifest in
@@ -67,10 +68,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from model.classifier import sentiment_score
+from model.backends import BACKENDS
+from model.classifier import Classifier
 from model.config import DetenteConfig
 from model.errors import DataError
-from serve.backends import BACKENDS, Backend, load_backend
+from model.probabilities import sentiment_score
 from serve.checkpoint import (
     Manifest,
     ScoreWriteError,
@@ -79,13 +81,12 @@ from serve.checkpoint import (
     fingerprint,
     write_atomically,
 )
-from serve.long_text import aggregate, plan_windows
+from serve.loading import load_classifier
 from serve.tabular_io import MISSING, InputInfo, detect_format, read_chunks, scan_input
 
 DEFAULT_CHUNK_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 32
 MAX_TEXT_CHARS = 100_000
-GROUP_BATCHES = 8  # batches per backend call: progress updates without losing the sort
 ENGINES = ("local", "ray")
 SCORE_PREFIX = "__detente_"  # scored columns travelling beside the input ones (Ray)
 log = logging.getLogger("detente.score")
@@ -98,7 +99,7 @@ class ScoreResult:
     output: Path
     rows: int
     errors: int
-    split_rows: int
+    windowed_rows: int
     backend: str
     model_version: str
     seconds: float
@@ -116,15 +117,15 @@ class Scores:
     stance: np.ndarray
     sentiment: np.ndarray
     errors: list[str | None]
-    split: np.ndarray  # bool per row: scored as several windows
+    windowed: np.ndarray  # bool per row: read in several windows
 
     @property
     def error_count(self) -> int:
         return sum(e is not None for e in self.errors)
 
     @property
-    def split_rows(self) -> int:
-        return int(self.split.sum())
+    def windowed_rows(self) -> int:
+        return int(self.windowed.sum())
 
 
 # ----------------------------------------------------------------------------- rows
@@ -157,53 +158,24 @@ def text_error(value: Any, column: str = "text") -> str | None:
 
 def score_texts(
     values: Sequence[Any],
-    backend: Backend,
+    classifier: Classifier,
     *,
     column: str = "text",
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Scores:
-    """Score raw cells: bad ones get an error, long ones are windowed and averaged."""
+    """Score raw cells: bad ones get an error, the rest go through ``Classifier.score``."""
     errors = [text_error(v, column) for v in values]
     ok = [i for i, e in enumerate(errors) if e is None]
-    texts = [values[i] for i in ok]
-    config = backend.config
-    plan = plan_windows(texts, backend.tokenizer, config.max_seq_length)
-    window_stance, window_sentiment = _run_windows(plan.windows, backend, batch_size, on_progress)
+    config = classifier.config
     stance = np.full((len(values), len(config.stance_labels)), np.nan, dtype=np.float64)
     sentiment = np.full((len(values), len(config.sentiment_labels)), np.nan, dtype=np.float64)
-    split = np.zeros(len(values), dtype=bool)
+    windowed = np.zeros(len(values), dtype=bool)
     if ok:
-        stance[ok] = aggregate(window_stance, plan, len(ok))
-        sentiment[ok] = aggregate(window_sentiment, plan, len(ok))
-        split[ok] = np.bincount(plan.owner, minlength=len(ok)) > 1
-    return Scores(stance, sentiment, errors, split)
-
-
-def _run_windows(
-    windows: list[str],
-    backend: Backend,
-    batch_size: int,
-    on_progress: Callable[[int, int], None] | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities of each window, computed in groups of similar length (by characters).
-
-    Grouping by character length keeps the backend's token-length sort nearly as tight as
-    one call over the whole chunk would, while the progress bar moves every few batches.
-    """
-    config = backend.config
-    stance = np.zeros((len(windows), len(config.stance_labels)), dtype=np.float32)
-    sentiment = np.zeros((len(windows), len(config.sentiment_labels)), dtype=np.float32)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-    group = batch_size * GROUP_BATCHES
-    for start in range(0, len(order), group):
-        rows = order[start : start + group]
-        stance[rows], sentiment[rows] = backend.predict_proba(
-            [windows[i] for i in rows], batch_size
-        )
-        if on_progress:
-            on_progress(len(rows), len(windows))
-    return stance, sentiment
+        scored = classifier.score([values[i] for i in ok], batch_size, on_progress)
+        stance[ok], sentiment[ok] = scored.stance, scored.sentiment
+        windowed[ok] = scored.windows > 1
+    return Scores(stance, sentiment, errors, windowed)
 
 
 def scored_columns(scores: Scores, config: DetenteConfig, version: str) -> dict[str, pa.Array]:
@@ -365,7 +337,7 @@ def score_file(
     text_column: str = "text",
     id_column: str | None = None,
     model: str | Path | None = None,
-    backend: str | Backend = "auto",
+    backend: str | Classifier = "auto",
     fmt: str | None = None,
     output_fmt: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -378,8 +350,8 @@ def score_file(
 
     ``output`` defaults to ``<input stem>.scored<suffix>``; its format comes from its
     extension unless ``output_fmt`` is given. ``model`` is a model folder (None: the
-    default model); ``backend`` one of auto, torch, onnx, onnx-int8, or a backend already
-    loaded with ``serve.backends.load_backend`` to score several files with one loaded
+    default model, trained first if absent); ``backend`` one of auto, torch, onnx,
+    onnx-int8, or a ``Classifier`` already loaded, to score several files with one loaded
     model (``model`` is then not used); ``engine`` local or ray (Ray Data, on
     ``RAY_ADDRESS`` when set). Raises ``DataError`` for unusable input and
     ``ScoreWriteError`` when the output or a part cannot be written.
@@ -405,55 +377,35 @@ def score_file(
 
         return score_with_ray(job, model=model, backend=backend, progress=progress)
     if loaded is None:
-        loaded = _load_backend(model, backend)
+        loaded = load_classifier(model, backend=backend)
     return _score_local(job, loaded, resume=resume, progress=progress)
 
 
-def _load_backend(model: str | Path | None, backend: str) -> Backend:
-    """``load_backend``, with any failure of a damaged model folder as one ModelLoadError.
-
-    Loading touches transformers, tokenizers, ONNX Runtime and the ONNX cache inside the
-    folder, which fail with many exception types; the errors that already explain
-    themselves pass through, the others become one sentence naming the folder.
-    """
-    from model.errors import DefaultModelMissing, ModelLoadError, OnnxError
-
-    try:
-        return load_backend(model, backend)
-    except (ModelLoadError, OnnxError, DataError, DefaultModelMissing):
-        raise
-    except Exception as err:
-        where = f"in {model}" if model is not None else "(the default model)"
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        detail = f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
-        raise ModelLoadError(
-            f"could not load the model {where} with the {backend} backend ({detail}); the "
-            "folder may be damaged: if it holds an onnx/ cache, delete that and try again"
-        ) from err
-
-
-def _score_local(job: Job, backend: Backend, *, resume: bool, progress: bool) -> ScoreResult:
-    layout = plan_layout(job.info.schema, job.id_column, backend.config)
+def _score_local(
+    job: Job, classifier: Classifier, *, resume: bool, progress: bool
+) -> ScoreResult:
+    layout = plan_layout(job.info.schema, job.id_column, classifier.config)
     work = WorkDir(job.output)
     work.lock()
     manifest = None
     try:
-        manifest = _start_or_resume(work, job, backend, resume)
+        manifest = _start_or_resume(work, job, classifier, resume)
         resumed = manifest.rows_done
         started = time.perf_counter()
         with make_progress(job.info.num_rows, resumed, progress) as bar:
             for chunk in read_chunks(job.info, manifest.chunk_size, resumed):
                 tracker = _ChunkProgress(bar, chunk.first_row, chunk.table.num_rows)
                 scores = score_texts(
-                    chunk.texts, backend, column=job.text_column,
+                    chunk.texts, classifier, column=job.text_column,
                     batch_size=manifest.batch_size, on_progress=tracker,
                 )
                 table = layout.build(
-                    chunk.table, scored_columns(scores, backend.config, backend.model_version),
+                    chunk.table,
+                    scored_columns(scores, classifier.config, classifier.model_version),
                     chunk.first_row,
                 )
                 work.add_part(manifest, table, chunk.first_row,
-                              errors=scores.error_count, split_rows=scores.split_rows)
+                              errors=scores.error_count, windowed_rows=scores.windowed_rows)
                 tracker.finish()
         _check_complete(manifest, job)
         written = work.assemble(manifest, job.output_format, layout.schema)
@@ -468,8 +420,8 @@ def _score_local(job: Job, backend: Backend, *, resume: bool, progress: bool) ->
         work.unlock()
     return ScoreResult(
         job.output, written, sum(p.get("errors", 0) for p in manifest.parts),
-        sum(p.get("split_rows", 0) for p in manifest.parts), backend.name,
-        backend.model_version, time.perf_counter() - started, resumed,
+        sum(p.get("windowed_rows", 0) for p in manifest.parts), classifier.backend_name,
+        classifier.model_version, time.perf_counter() - started, resumed,
     )
 
 
@@ -481,17 +433,17 @@ def _check_complete(manifest: Manifest, job: Job) -> None:
         )
 
 
-def _settings(job: Job, backend: Backend) -> dict:
+def _settings(job: Job, classifier: Classifier) -> dict:
     return {
         "input_format": job.input_format,
         "text_column": job.text_column,
         "id_column": job.id_column,
-        "backend": backend.name,
-        "model_version": backend.model_version,
+        "backend": classifier.backend_name,
+        "model_version": classifier.model_version,
     }
 
 
-def _start_or_resume(work: WorkDir, job: Job, backend: Backend, resume: bool) -> Manifest:
+def _start_or_resume(work: WorkDir, job: Job, classifier: Classifier, resume: bool) -> Manifest:
     """The manifest to work with: a checked one to resume, or a fresh one."""
     previous = None
     if work.exists():
@@ -508,28 +460,28 @@ def _start_or_resume(work: WorkDir, job: Job, backend: Backend, resume: bool) ->
                 "pass --resume to continue it, or delete that folder to start over"
             )
         if resume:
-            return _resumable(work, previous, job, backend)
+            return _resumable(work, previous, job, classifier)
     if resume:
         log.info("nothing to resume for %s: starting from the first row", job.output)
     for stale in work.path.glob("part-*"):
         stale.unlink()
     manifest = Manifest(
         input=str(job.input.resolve()), fingerprint=fingerprint(job.input),
-        settings=_settings(job, backend), chunk_size=job.chunk_size,
+        settings=_settings(job, classifier), chunk_size=job.chunk_size,
         batch_size=job.batch_size, total_rows=job.info.num_rows,
     )
     work.save(manifest)
     return manifest
 
 
-def _resumable(work: WorkDir, manifest: Manifest, job: Job, backend: Backend) -> Manifest:
+def _resumable(work: WorkDir, manifest: Manifest, job: Job, classifier: Classifier) -> Manifest:
     """Check that the interrupted run is this one; keep its intact parts."""
     if manifest.fingerprint != fingerprint(job.input):
         raise DataError(
             f"cannot resume: {job.input} is not the file the interrupted run was scoring "
             f"({manifest.input}); delete {work.path} to start over"
         )
-    wanted = _settings(job, backend)
+    wanted = _settings(job, classifier)
     changed = [
         f"{key} was {manifest.settings.get(key)!r}, now {value!r}"
         for key, value in wanted.items() if manifest.settings.get(key) != value

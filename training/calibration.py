@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from model.classifier import softmax
 from model.modeling import IGNORE_INDEX
+from model.probabilities import softmax
 from training.metrics import expected_calibration_error
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from model.errors import DefaultModelMissing
 from model.paths import default_model_dir
+from training.arguments import TrainArguments
 from training.bundled_data import data_fingerprint
+from training.trainer import format_summary, train
 
 
 def trained_fingerprint(folder: Path) -> str | None:
@@ -46,9 +48,6 @@ def ensure_default_model(train_if_missing: bool = True) -> Path:
         "CPU cores, less on a GPU; this happens once).",
         file=sys.stderr,
     )
-    from training.arguments import TrainArguments
-    from training.trainer import format_summary, train
-
     result = train(TrainArguments(output=str(folder), force=True))
     print(format_summary(result.metrics), file=sys.stderr)
     return result.output

@@ -15,8 +15,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from model.classifier import Classifier, sentiment_score
+from model.classifier import Classifier
 from model.errors import DataError
+from model.probabilities import sentiment_score
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames

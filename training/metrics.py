@@ -53,3 +53,15 @@ def encode_labels(values: Sequence[object], labels: Sequence[str]) -> np.ndarray
     """Label strings to indices; a missing label becomes IGNORE_INDEX."""
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[v] if v is not None else IGNORE_INDEX for v in values], dtype=np.int64)
+
+
+def macro_f1(
+    gold: Sequence[str | None], predicted: Sequence[str], labels: Sequence[str]
+) -> float | None:
+    """Macro-F1 over the rows with a gold label in ``labels`` (None: no such row)."""
+    labels = list(labels)
+    keep = [i for i, g in enumerate(gold) if g in labels]
+    if not keep:
+        return None
+    return float(f1_score([gold[i] for i in keep], [predicted[i] for i in keep], labels=labels,
+                          average="macro", zero_division=0))

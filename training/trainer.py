@@ -38,6 +38,7 @@ from model.modeling import DetenteModel
 from model.paths import default_base_model, default_model_dir
 from model.persistence import WRITE_ERRORS, save_model
 from training.arguments import TrainArguments
+from training.backend_selection import describe_selection, select_backend
 from training.baselines import Baselines
 from training.bundled_data import REAL_SOURCES, data_fingerprint, default_data_files
 from training.calibration import calibration_report, fit_temperature
@@ -360,7 +361,7 @@ def finish(
 ) -> dict:
     """Calibrate on the selection rows, measure every split per source, save with a card."""
     model.eval()
-    classifier = Classifier(model, tokenizer)
+    classifier = Classifier.from_model(model, tokenizer)
     paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
     selection = selection_rows(splits.validation, args)
     metrics: dict = {
@@ -394,15 +395,14 @@ def finish(
 def choose_scoring_backend(output: Path, validation: pd.DataFrame | None) -> dict | None:
     """Pick what ``detente score --backend auto`` runs for the saved model, on validation.
 
-    See ``serve.backends.select_backend``: export, int8 candidates, agreement with torch,
+    See ``training.backend_selection.select_backend``: export, int8 candidates, agreement
+    with torch,
     macro-F1 change and speed on the validation statements (never the test split); the
     choice is written next to the model, keyed to its weights. The model is already saved,
     so a failure here is reported and leaves ``auto`` at ONNX fp32 instead of failing the run.
     """
     if validation is None or validation.empty:
         return None
-    from serve.backends import select_backend
-
     try:
         selection = select_backend(
             output, validation["text"].tolist(), validation["stance"].tolist(),
@@ -472,8 +472,6 @@ def format_summary(metrics: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     selection = metrics.get("backend_selection")
     if selection:
-        from serve.backends import describe_selection
-
         lines.append(f"backend selection failed ({selection['error']}); --backend auto runs "
                      "ONNX fp32" if "error" in selection else describe_selection(selection))
     return "\n".join(lines)

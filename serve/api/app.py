@@ -112,7 +112,7 @@ class Service:
         try:
             if self.model is None:
                 self.model = await asyncio.to_thread(
-                    LoadedModel.load, self.settings.model, with_classifier=self.serves_demo)
+                    LoadedModel.load, self.settings.model)
             self.batcher = self.batcher_factory(self.model, self.settings, self.metrics,
                                                 lambda: self.classifying)
             self.batcher.start()
@@ -127,9 +127,9 @@ class Service:
         self.status = "ready"
         self.metrics.ready.set(1)
         self.metrics.model.info({"version": self.model.version, "backend":
-                                 self.model.backend.name, "engine": self.engine})
+                                 self.model.backend_name, "engine": self.engine})
         log.info("model %s ready (%s backend, version %s)", self.model.folder,
-                 self.model.backend.name, self.model.version)
+                 self.model.backend_name, self.model.version)
 
     async def _mount_demo(self, app: FastAPI) -> None:
         """Mount the demo's Blocks at /demo and start what gradio starts with its app.
@@ -144,10 +144,6 @@ class Service:
         from serve.demo_batch import BatchLimits
 
         limits = BatchLimits()
-        if self.model.classifier is None:  # a model given to create_app without one
-            from model.classifier import Classifier
-
-            self.model.classifier = await asyncio.to_thread(Classifier.load, self.model.folder)
         demo = await asyncio.to_thread(prepare_demo, self.model.classifier,
                                        corrections_path=self.settings.corrections,
                                        limits=limits)

@@ -33,6 +33,7 @@ from serve.api.batcher import BatchFailed, QueueFull
 from serve.api.metrics import ServiceMetrics
 from serve.api.scorer import LoadedModel
 from serve.api.settings import ServeArguments
+from serve.loading import resolve
 
 APP_NAME = "detente"
 
@@ -126,10 +127,9 @@ def build_application(settings: ServeArguments, api_key: str | None, model_dir: 
 
 def start(settings: ServeArguments, api_key: str | None) -> str:
     """Resolve the model, start (or reach) Ray and Serve, deploy; returns the model folder."""
-    from serve.backends import resolve_backend
     from serve.ray_engine import init_ray
 
-    resolved = resolve_backend(settings.model, "auto")  # trains the default model if missing
+    resolved = resolve(settings.model, "auto")  # trains the default model if missing
     init_ray()
     try:
         from ray import serve

@@ -71,8 +71,6 @@ class Explanation(BaseModel):
     probability: float
     words: list[Word]
     words_per_unit: int = Field(description="Words occluded together (long statements).")
-    unread_from: int | None = Field(description="Character offset where the model's token "
-                                    "window ends; the words after it are not scored.")
     summary: str = Field(description="The demo's reading of the explanation (Markdown).")
 
 

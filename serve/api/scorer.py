@@ -2,21 +2,19 @@
 
 Nothing here is new scoring logic; it is the glue between the HTTP layer and what exists:
 
-- loading: ``serve.backends.load_backend(model, "auto")``, the backend the model folder
-  chose on its validation split (``model=None`` is the default model, trained first if
-  there is none, with the trainer's message and progress bar);
+- loading: ``serve.loading.load_classifier(model, backend="auto")``, the backend the
+  model folder chose on its validation split (``model=None`` is the default model, trained
+  first if there is none, with the trainer's message and progress bar);
 - scoring: ``serve.scoring.score_texts`` (an empty or unusable text keeps its place with an
   ``error``; a text longer than the model's window is read in sentence windows and the
   windows' probabilities averaged by length) and ``scored_columns``, the columns
   ``detente score`` writes, so a statement gets the same labels and the same float32
   probabilities from the API as in a scored file;
 - explanations: ``serve.explain.explain`` (word occlusion, what the demo shows), with the
-  same backend, for the label the API returned;
+  same classifier, for the label the API returned;
 - the model card and metrics: ``serve.demo_about``'s readers of the model folder.
 
-The demo needs a ``Classifier`` (torch): when ``auto`` chose torch it is the backend's own,
-otherwise it is loaded beside the backend (about 90 MB more for the default model), as
-``detente demo`` would load it.
+The demo mounted beside the API runs on the same ``Classifier``.
 """
 
 from __future__ import annotations
@@ -29,10 +27,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from serve.backends import Backend, TorchBackend, load_backend, resolve_model_dir
+from model.classifier import Classifier
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
-from serve.runner import window_end
+from serve.loading import load_classifier
 from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns, text_error
 
 SECOND_HEADING = re.compile(r"\n## ")
@@ -41,34 +39,28 @@ PADDING_SLACK = 1.1  # a forward pass holds at most ~10 % padding tokens (see le
 
 @dataclass
 class LoadedModel:
-    """A model folder's ``auto`` backend (and, for the demo, its Classifier)."""
+    """A model folder loaded with its ``auto`` backend: what the API and its demo run."""
 
     folder: Path
-    backend: Backend
-    classifier: Any = None  # model.classifier.Classifier, only when the demo is served
+    classifier: Classifier
 
     @classmethod
-    def load(cls, model: str | Path | None, *, with_classifier: bool = False) -> LoadedModel:
+    def load(cls, model: str | Path | None) -> LoadedModel:
         """Load like ``detente score --backend auto`` (training the default model if needed)."""
-        folder = resolve_model_dir(model).resolve()
-        backend = load_backend(model, "auto")
-        classifier = None
-        if with_classifier:
-            if isinstance(backend, TorchBackend):
-                classifier = backend.classifier
-            else:
-                from model.classifier import Classifier
+        classifier = load_classifier(model, backend="auto")
+        return cls(classifier.path.resolve(), classifier)
 
-                classifier = Classifier.load(folder)
-        return cls(folder, backend, classifier)
+    @property
+    def backend_name(self) -> str:
+        return self.classifier.backend_name
 
     @property
     def version(self) -> str:
-        return self.backend.model_version
+        return self.classifier.model_version
 
     @property
     def labels(self) -> dict[str, list[str]]:
-        config = self.backend.config
+        config = self.classifier.config
         return {"stance": list(config.stance_labels),
                 "sentiment": list(config.sentiment_labels)}
 
@@ -97,11 +89,11 @@ class LoadedModel:
         """
         if max_size <= 1 or len(texts) <= 1:
             return [[i] for i in range(len(texts))]
-        config = self.backend.config
+        config = self.classifier.config
         readable = [i for i, text in enumerate(texts) if text_error(text) is None]
         lengths = [0] * len(texts)  # texts that get an error cost nothing
         if readable:
-            encoded = self.backend.tokenizer(
+            encoded = self.classifier.tokenizer(
                 [texts[i] for i in readable], truncation=True,
                 max_length=int(config.max_seq_length), verbose=False)["input_ids"]
             for i, ids in zip(readable, encoded):
@@ -122,8 +114,8 @@ class LoadedModel:
         return groups
 
     def _score_pass(self, texts: list[str]) -> list[dict[str, Any]]:
-        config = self.backend.config
-        scores = score_texts(texts, self.backend, batch_size=max(1, len(texts)))
+        config = self.classifier.config
+        scores = score_texts(texts, self.classifier, batch_size=max(1, len(texts)))
         rows = pa.table(scored_columns(scores, config, self.version)).to_pylist()
         sentiment = scores.sentiment.astype(np.float32)  # as precise as the stance columns
         results = []
@@ -146,14 +138,12 @@ class LoadedModel:
 
     def explain(self, text: str, label: str | None = None) -> dict[str, Any]:
         """Word occlusion of ``label`` (default: the predicted stance), in one forward pass."""
-        config = self.backend.config
-        tokenizer = self.backend.tokenizer
+        config = self.classifier.config
         result = occlusion(
             text,
-            lambda variants: self.backend.predict_proba(variants, max(1, len(variants)))[0],
+            lambda variants: self.classifier.predict_proba(variants, max(1, len(variants)))[0],
             list(config.stance_labels),
             label=label,
-            window_end=window_end(tokenizer, text, int(config.max_seq_length)),
         )
         return {
             "label": result.label,
@@ -161,7 +151,6 @@ class LoadedModel:
             "words": [{"text": u.text, "start": u.start, "end": u.end, "score": u.score,
                        "probability_without": u.probability_without} for u in result.units],
             "words_per_unit": result.words_per_unit,
-            "unread_from": result.unread_from,
             "summary": summary_markdown(result),
         }
 
@@ -169,11 +158,11 @@ class LoadedModel:
         """The model card summary, labels, version, backend and measured quality."""
         from serve.demo_about import read_model_card, read_summary
 
-        config = self.backend.config
+        config = self.classifier.config
         return {
             "model_version": self.version,
             "model": self.folder.name,
-            "backend": self.backend.name,
+            "backend": self.classifier.backend_name,
             "base_model": config.base_model,
             "labels": self.labels,
             "max_seq_length": int(config.max_seq_length),

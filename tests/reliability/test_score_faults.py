@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from model.backends.cache import GRAPH_FORMAT
 from model.persistence import weights_hash
 from serve.cli import app
-from serve.onnx_backend import GRAPH_FORMAT
 from serve.scoring import score_file
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same sums in every process

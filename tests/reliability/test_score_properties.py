@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model.classifier import Classifier
 from model.errors import DataError
-from serve.backends import load_backend
 from serve.scoring import score_file
 from serve.tabular_io import (
     TableWriter,
@@ -123,7 +123,7 @@ def backend(tiny_model_dir):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield load_backend(tiny_model_dir, "torch")
+    yield Classifier.load(tiny_model_dir)
     torch.set_num_threads(threads)
 
 

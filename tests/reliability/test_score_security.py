@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.classifier import Classifier
 from model.errors import DataError
-from serve.backends import load_backend
 from serve.checkpoint import ScoreWriteError
 from serve.scoring import score_file
 
@@ -31,7 +31,7 @@ SCORING_MODULES = ["scoring", "tabular_io", "checkpoint", "long_text", "cli_scor
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    return load_backend(tiny_model_dir, "torch")
+    return Classifier.load(tiny_model_dir)
 
 
 def score(src: Path, out: Path, backend, **kwargs):

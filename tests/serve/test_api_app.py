@@ -74,7 +74,7 @@ def test_results_come_in_order_with_the_scoring_numbers(client, loaded):
     assert body["model_version"] == loaded.version
     results = body["results"]
     assert len(results) == len(TEXTS) + 1
-    expected = score_texts(TEXTS + [LONG], loaded.backend)
+    expected = score_texts(TEXTS + [LONG], loaded.classifier)
     labels = loaded.labels
     for i, result in enumerate(results):
         assert set(result) == {"stance", "stance_probs", "sentiment", "sentiment_probs",
@@ -146,7 +146,7 @@ def test_model_route_has_the_card_labels_version_backend_and_limits(client, load
     info = client.get("/v1/model").json()
     ModelInfo.model_validate(info)
     assert info["model_version"] == loaded.version
-    assert info["backend"] == loaded.backend.name == "onnx"  # the tiny model's auto choice
+    assert info["backend"] == loaded.backend_name == "onnx"  # the tiny model's auto choice
     assert info["labels"] == {"stance": ["pro_negotiation", "accusatory", "neutral"],
                               "sentiment": ["negative", "neutral", "positive"]}
     assert info["limits"] == {"max_texts": 256, "max_chars": 100_000,
@@ -312,7 +312,7 @@ class FailsOnMarker(LoadedModel):
 
 
 def test_a_failed_batch_is_500_with_the_request_id_and_the_server_goes_on(loaded):
-    failing = FailsOnMarker(loaded.folder, loaded.backend)
+    failing = FailsOnMarker(loaded.folder, loaded.classifier)
     app = create_app(ServeArguments(demo=False), model=failing)
     with TestClient(app) as c:
         start(c)

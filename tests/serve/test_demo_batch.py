@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.probabilities import calibrated
 from serve.demo_batch import (
     CHUNK_CHARS,
     CHUNK_ROWS,
@@ -145,7 +146,8 @@ def test_a_long_text_gets_the_same_numbers_as_score_file(tmp_path, runner, tiny_
     assert demo["stance"].tolist()[:2] == cli["stance"].tolist()[:2]
     assert demo["error"].tolist()[2] == cli["error"].tolist()[2] == "'text' is empty"
     # Windowed, not truncated: the row differs from the model reading its first 64 tokens.
-    truncated, _ = runner.proba([LONG_TEXT])
+    truncated, _ = calibrated(*runner.classifier.predict_logits([LONG_TEXT]),
+                              runner.classifier.config)
     assert runner.classifier.tokenizer(LONG_TEXT, return_length=True)["length"][0] > 64 * 3
     assert np.abs(demo.loc[1, columns[:3]].to_numpy(dtype=float) - truncated[0]).max() > 1e-4
 

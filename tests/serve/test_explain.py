@@ -86,17 +86,6 @@ def test_group_spans_keeps_every_word_once():
     assert size == 3 and groups == [(0, 8), (9, 17), (18, 26), (27, 29)]
 
 
-def test_words_beyond_the_token_window_are_not_scored():
-    text = "We want talks. " + "filler " * 20
-    window = text.index("filler") + len("filler")
-    ex = explain(text, KeywordModel(), LABELS, window_end=window)
-    assert [u.text for u in ex.units] == ["We", "want", "talks", "filler"]
-    assert ex.unread_from == window
-    assert "not read" in summary_markdown(ex)
-    tail = ex.segments()[-1]
-    assert tail[1] is None and tail[0].count("filler") == 19
-
-
 def test_probabilities_near_certainty_keep_a_third_decimal():
     assert (format_p(0.5), format_p(0.994), format_p(0.012)) == ("0.50", "0.994", "0.012")
 
@@ -126,16 +115,16 @@ def test_runner_explains_with_a_single_forward_pass(tiny_classifier, monkeypatch
     assert len(ex.units) == 40
 
 
-def test_runner_reports_where_the_window_ends(tiny_classifier):
+def test_runner_scores_words_past_the_first_window(tiny_classifier):
+    """Long statements are read in sentence windows, so their last words count too."""
     from serve.runner import ModelRunner
 
     runner = ModelRunner(tiny_classifier)  # max_seq_length 64
-    assert runner.window_end("short statement") is None
-    long_text = " ".join(f"word{i}" for i in range(100))
-    end = runner.window_end(long_text)
-    assert end is not None and 0 < end < len(long_text)
-    ex = runner.explain(long_text)
-    assert ex.unread_from == end and all(u.end <= end for u in ex.units)
+    long_text = " ".join(f"Round {i} of the talks ended." for i in range(30))
+    assert len(tiny_classifier.tokenizer(long_text)["input_ids"]) > 3 * 64
+    ex = runner.explain(long_text, max_units=200)
+    assert ex.units[-1].end == len(long_text) - 1
+    assert any(u.score != 0 for u in ex.units if u.start > len(long_text) // 2)
 
 
 def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
@@ -154,8 +143,8 @@ def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
                             sentiment_labels=tiny_classifier.sentiment_labels)
     handlers = DemoHandlers(runner, store)
     stance, _, score, note, raw = handlers.predict(long_text)
-    expected = score_texts([long_text], runner._backend)
-    assert expected.split[0]  # it is longer than one window
+    expected = score_texts([long_text], runner.classifier)
+    assert expected.windowed[0]  # it is longer than one window
     assert [stance[k] for k in tiny_classifier.stance_labels] == pytest.approx(
         expected.stance[0].tolist(), abs=1e-6)
     truncated = tiny_classifier.predict([long_text])[0]  # what reading 64 tokens gives

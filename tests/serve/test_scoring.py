@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.classifier import Classifier
 from model.errors import DataError
-from serve.backends import load_backend
-from serve.long_text import plan_windows, split_text, token_budget
+from model.long_text import plan_windows, split_text, token_budget
+from model.probabilities import calibrated
 from serve.scoring import score_file, score_texts
 from serve.tabular_io import escape_formulas, read_chunks, scan_input
 
@@ -35,7 +36,7 @@ FORMATS = ["csv", "tsv", "jsonl", "parquet"]
 
 @pytest.fixture(scope="module")
 def torch_backend(tiny_model_dir):
-    return load_backend(tiny_model_dir, "torch")
+    return Classifier.load(tiny_model_dir)
 
 
 def frame(n: int = 30) -> pd.DataFrame:
@@ -240,18 +241,18 @@ def test_long_text_is_windowed_and_length_weighted(tmp_path, tiny_model_dir, tor
     assert " ".join(w for w, _ in windows).split() == long_text.split()  # nothing lost
 
     scores = score_texts([STATEMENTS[0], long_text], torch_backend)
-    assert scores.split_rows == 1
+    assert scores.windowed_rows == 1
     win_stance, _ = torch_backend.predict_proba([w for w, _ in windows])
     weights = np.array([c for _, c in windows], dtype=float)
     expected = (win_stance * weights[:, None]).sum(axis=0) / weights.sum()
     np.testing.assert_allclose(scores.stance[1], expected, atol=1e-6)
-    truncated, _ = torch_backend.predict_proba([long_text])
+    truncated, _ = calibrated(*torch_backend.predict_logits([long_text]), torch_backend.config)
     assert not np.allclose(scores.stance[1], truncated[0], atol=1e-6)
 
     src = write(pd.DataFrame({"text": [STATEMENTS[0], long_text]}), tmp_path / "long.csv")
     result, out = score(tmp_path, src, "out.parquet", tiny_model_dir)
     got = pd.read_parquet(out)
-    assert result.split_rows == 1 and got["error"].isna().all()
+    assert result.windowed_rows == 1 and got["error"].isna().all()
     np.testing.assert_allclose(got.loc[1, ["p_pro_negotiation", "p_accusatory", "p_neutral"]]
                                .to_numpy(float), expected, atol=1e-6)
 
@@ -260,7 +261,7 @@ def test_one_unsplittable_word_is_cut_to_fit(torch_backend):
     tokenizer, max_len = torch_backend.tokenizer, torch_backend.config.max_seq_length
     text = "Look: " + "-".join(f"w{i}" for i in range(200))
     plan = plan_windows([text], tokenizer, max_len)
-    assert len(plan.windows) > 1 and plan.split_rows == 1
+    assert len(plan.windows) > 1 and set(plan.owner) == {0}
     assert all(len(tokenizer(w)["input_ids"]) <= max_len for w in plan.windows)
 
 

@@ -78,7 +78,7 @@ def test_ray_engine_equals_local_engine(local_ray, model_copy, tmp_path, in_fmt,
     local = score_file(src, tmp_path / f"local.{out_fmt}", **common)
     remote = score_file(src, tmp_path / f"ray.{out_fmt}", engine="ray", **common)
     assert remote.rows == local.rows == 45
-    assert remote.errors == local.errors and remote.split_rows == local.split_rows > 0
+    assert remote.errors == local.errors and remote.windowed_rows == local.windowed_rows > 0
     a, b = read(tmp_path / f"local.{out_fmt}"), read(tmp_path / f"ray.{out_fmt}")
     assert list(a.columns) == list(b.columns)
     assert a["id"].tolist() == b["id"].tolist() == list(range(1, 46))

@@ -69,9 +69,9 @@ def test_retrain_adds_a_label_and_reports_before_after(trained_tiny, corpus_file
     assert set(summary["original_test"]) == {"before", "after"}
     assert summary["rows"]["new_holdout"] > 0
     # `--backend auto` for the new model was chosen on the validation split, for its weights
+    from model.backends import resolve_backend
+    from model.backends.cache import read_selection
     from model.persistence import weights_hash
-    from serve.backends import resolve_backend
-    from serve.onnx_backend import read_selection
 
     selection = read_selection(out, weights_hash(out))
     assert selection is not None and selection["data"]["statements"] == 9

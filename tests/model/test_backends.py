@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from serve import onnx_backend as ox
-from serve.backends import choose_fastest, is_acceptable, load_backend, resolve_backend
+from model.backends import cache, onnx_runtime, quantize, resolve_backend
+from model.classifier import Classifier
+from training.backend_selection import choose_fastest, is_acceptable
 
 TEXTS = [
     "Talks.",
@@ -35,17 +36,17 @@ def model_copy(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_probs(model_copy):
-    return load_backend(model_copy, "torch").predict_proba(TEXTS * 3, batch_size=4)
+    return Classifier.load(model_copy, backend="torch").predict_proba(TEXTS * 3, batch_size=4)
 
 
 def test_onnx_fp32_matches_torch_within_1e4_at_any_batch_shape(model_copy, torch_probs):
-    backend = load_backend(model_copy, "onnx")
-    assert backend.name == "onnx"
+    backend = Classifier.load(model_copy, backend="onnx")
+    assert backend.backend_name == "onnx"
     for batch_size in (1, 3, 32):
         stance, sentiment = backend.predict_proba(TEXTS * 3, batch_size=batch_size)
         np.testing.assert_allclose(stance, torch_probs[0], atol=1e-4)
         np.testing.assert_allclose(sentiment, torch_probs[1], atol=1e-4)
-    shapes = {i.name: i.shape for i in backend.session.get_inputs()}
+    shapes = {i.name: i.shape for i in backend.backend.session.get_inputs()}
     assert shapes["input_ids"] == ["batch", "sequence"]
     assert set(shapes) == {"input_ids", "attention_mask", "token_type_ids"}
 
@@ -70,8 +71,8 @@ def test_export_is_cached_and_redone_when_the_weights_change(model_copy, tmp_pat
     assert second.version != first.version
     assert json.loads((folder / "onnx" / "cache.json").read_text())["weights_hash"] == \
         second.version
-    onnx_stance, _ = load_backend(folder, "onnx").predict_proba(TEXTS)
-    torch_stance, _ = load_backend(folder, "torch").predict_proba(TEXTS)
+    onnx_stance, _ = Classifier.load(folder, backend="onnx").predict_proba(TEXTS)
+    torch_stance, _ = Classifier.load(folder, backend="torch").predict_proba(TEXTS)
     np.testing.assert_allclose(onnx_stance, torch_stance, atol=1e-4)
 
 
@@ -81,11 +82,11 @@ def test_graph_uses_plain_attention_and_an_older_export_is_redone(model_copy, tm
     resolved = resolve_backend(folder, "onnx")
     ops = {node.op_type for node in onnx.load(str(resolved.graph)).graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops  # eager attention, not SDPA's guards
-    ox.write_selection(folder, resolved.version, {"backend": "onnx-int8", "int8": None})
+    cache.write_selection(folder, resolved.version, {"backend": "onnx-int8", "int8": None})
     assert resolve_backend(folder, "auto").name == "onnx-int8"
 
     index_path = folder / "onnx" / "cache.json"
-    for path in (index_path, folder / "onnx" / ox.SELECTION_FILE):
+    for path in (index_path, folder / "onnx" / cache.SELECTION_FILE):
         record = json.loads(path.read_text())
         del record["graph_format"]  # as detente 0.1 left them
         path.write_text(json.dumps(record))
@@ -93,13 +94,13 @@ def test_graph_uses_plain_attention_and_an_older_export_is_redone(model_copy, tm
     again = resolve_backend(folder, "auto")
     assert again.name == "onnx"  # the old selection went with the old graphs
     assert again.graph.stat().st_mtime_ns != stamp  # exported again
-    assert not (folder / "onnx" / ox.SELECTION_FILE).exists()
-    assert json.loads(index_path.read_text())["graph_format"] == ox.GRAPH_FORMAT
+    assert not (folder / "onnx" / cache.SELECTION_FILE).exists()
+    assert json.loads(index_path.read_text())["graph_format"] == cache.GRAPH_FORMAT
 
 
 def test_int8_runs_and_its_agreement_with_fp32_is_measured(model_copy, torch_probs):
-    backend = load_backend(model_copy, "onnx-int8")
-    assert backend.name == "onnx-int8"
+    backend = Classifier.load(model_copy, backend="onnx-int8")
+    assert backend.backend_name == "onnx-int8"
     stance, _ = backend.predict_proba(TEXTS * 3)
     agreement = float((stance.argmax(1) == torch_probs[0].argmax(1)).mean())
     assert 0.0 <= agreement <= 1.0
@@ -112,15 +113,15 @@ def test_int8_runs_and_its_agreement_with_fp32_is_measured(model_copy, torch_pro
 
 
 def test_excluded_nodes_stay_fp32(model_copy, tmp_path):
-    fp32 = ox.ensure_fp32(model_copy, resolve_backend(model_copy, "torch").version)
-    nodes = ox.quantizable_nodes(fp32)
+    fp32 = cache.ensure_fp32(model_copy, resolve_backend(model_copy, "torch").version)
+    nodes = quantize.quantizable_nodes(fp32)
     keep = [n for n in nodes if "layer.1/output/dense" in n]
     assert keep
     target = tmp_path / "q.onnx"
-    ox.quantize_int8(fp32, target, ox.Int8Config(per_channel=True, exclude=tuple(keep)))
+    quantize.quantize_int8(fp32, target, quantize.Int8Config(per_channel=True, exclude=tuple(keep)))
     names = {n.name: n.op_type for n in onnx.load(str(target)).graph.node}
     assert names[keep[0]] == "MatMul"
-    assert ox.Int8Config(True, tuple(keep)).tag() != ox.Int8Config(True).tag()
+    assert quantize.Int8Config(True, tuple(keep)).tag() != quantize.Int8Config(True).tag()
 
 
 def test_auto_follows_a_selection_for_these_weights_only(model_copy, tmp_path):
@@ -128,10 +129,10 @@ def test_auto_follows_a_selection_for_these_weights_only(model_copy, tmp_path):
     shutil.copytree(model_copy, folder)
     assert resolve_backend(folder, "auto").name == "onnx"  # no benchmark yet: lossless onnx
     version = resolve_backend(folder, "torch").version
-    ox.write_selection(folder, version, {"backend": "onnx-int8",
+    cache.write_selection(folder, version, {"backend": "onnx-int8",
                                          "int8": {"per_channel": True, "exclude": []}})
     assert resolve_backend(folder, "auto").name == "onnx-int8"
-    ox.write_selection(folder, "someothermodel", {"backend": "torch"})
+    cache.write_selection(folder, "someothermodel", {"backend": "torch"})
     assert resolve_backend(folder, "auto").name == "onnx"  # stale selection ignored
 
 
@@ -177,7 +178,7 @@ def test_sessions_block_instead_of_spinning_unless_asked(model_copy, monkeypatch
             "session.intra_op.allow_spinning")
 
     monkeypatch.delenv("DETENTE_ORT_SPIN", raising=False)
-    assert spinning(ox.make_session(graph)) == "0"
-    assert spinning(ox.make_session(graph, spin=True)) == "1"
+    assert spinning(onnx_runtime.make_session(graph)) == "0"
+    assert spinning(onnx_runtime.make_session(graph, spin=True)) == "1"
     monkeypatch.setenv("DETENTE_ORT_SPIN", "1")
-    assert spinning(ox.make_session(graph)) == "1"
+    assert spinning(onnx_runtime.make_session(graph)) == "1"

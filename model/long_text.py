@@ -37,13 +37,6 @@ class WindowPlan:
     owner: np.ndarray  # int64, index into the texts given to ``plan_windows``
     weight: np.ndarray  # float64, token count of each window
 
-    @property
-    def split_rows(self) -> int:
-        """How many input texts were split into more than one window."""
-        if len(self.owner) == 0:
-            return 0
-        return int((np.bincount(self.owner) > 1).sum())
-
 
 def token_budget(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -> int:
     """Content tokens per window: the model's length less [CLS]/[SEP] or their kin."""

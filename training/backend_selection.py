@@ -1,21 +1,13 @@
-"""Choosing and loading an inference backend: torch, ONNX Runtime fp32 or dynamic int8.
+"""Choosing what ``--backend auto`` runs for a model: a measurement on validation data.
 
-``auto`` is data driven, per model. ``select_backend`` (run by ``detente train`` at the
-end, on the validation split: tuned on validation, never on test) exports the model,
-quantizes int8 candidates, measures each one's stance-label agreement with torch fp32,
-its macro-F1 change and its statements/s on the validation statements, and writes
+``select_backend`` (run by ``detente train`` and ``detente retrain`` at the end, and by
+``detente select-backend``) exports the model, quantizes int8 candidates, and measures
+each one's stance-label agreement with torch fp32, its macro-F1 change and its
+statements/s on the validation statements (tuned on validation, never on test). It writes
 ``selection.json`` into the model's ONNX cache, keyed to the weights' hash: the fastest
-backend that keeps at least 99 % stance-label agreement with torch fp32 and loses at most
-0.5 stance macro-F1 points, with the int8 settings that achieved it and the measurements.
-The choice asks for 99.5 % agreement on validation (``SELECTION_MARGIN``) so that the
-99 % holds on statements it never saw.
-``detente retrain`` makes the same choice for the model it writes, and ``detente
-select-backend --model FOLDER`` makes it for any model folder (on the validation split of
-``--data``, the bundled real statements by default). ``auto`` follows that file when it matches the
-weights' hash and the export format; without it (a model trained with
-``select_backend=False`` or copied without its cache) ``auto`` means ONNX fp32, which gives
-the same probabilities as torch (within 1e-4) faster, and falls back to torch if the model
-cannot be exported. The default model's choice is made again, once, when it is missing.
+backend that keeps ``RULE``, with the int8 settings that achieved it and the measurements.
+The choice asks for ``SELECTION_MARGIN`` more agreement than the rule so that the rule
+holds on statements it never saw. ``model.backends.loading`` follows that file.
 """
 
 from __future__ import annotations
@@ -30,192 +22,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from model.backends import TorchBackend, cache, quantize
+from model.backends.onnx_runtime import open_session
+from model.classifier import Classifier
 from model.config import DetenteConfig
+from model.errors import BackendError, DataError
+from model.persistence import check_model_folder, load_model, weights_hash
+from training.bundled_data import selection_data_file
+from training.data import load_labelled
+from training.metrics import macro_f1
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-log = logging.getLogger("detente.score")
-
-
-class Backend(Protocol):
-    """What scoring needs from a backend (``TorchBackend`` or ``OnnxBackend``)."""
-
-    name: str
-    tokenizer: object
-    config: DetenteConfig
-    model_version: str
-
-    def predict_proba(
-        self, texts: list[str], batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class TorchBackend:
-    """``Classifier.predict_proba``: length-sorted batches, dynamic padding, inference mode."""
-
-    name = "torch"
-
-    def __init__(self, classifier, model_version: str | None = None) -> None:
-        self.classifier = classifier
-        self.tokenizer = classifier.tokenizer
-        self.config = classifier.config
-        if model_version is not None:  # already hashed by resolve_backend: don't read 90 MB again
-            classifier._version = model_version
-        self.model_version = classifier.model_version
-
-    def predict_proba(
-        self, texts: list[str], batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.classifier.predict_proba(texts, batch_size)
-
-
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """The model folder; ``None`` is the default model (trained first if absent)."""
-    if model is None:
-        from training.default_model import ensure_default_model
-
-        return Path(ensure_default_model())
-    return Path(model)
-
-
-@dataclass(frozen=True)
-class ResolvedBackend:
-    """A concrete backend for a model folder, its graph (if ONNX) ready in the cache."""
-
-    folder: Path
-    name: str
-    version: str
-    int8: object = None
-    graph: Path | None = None
-
-
-def resolve_backend(model: str | Path | None = None, backend: str = "auto") -> ResolvedBackend:
-    """Turn ``auto`` into a concrete backend and export/quantize its graph if needed.
-
-    Done once in the driver of a Ray job, so workers only load what is already cached.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    from model.persistence import check_model_folder, weights_hash
-
-    folder = resolve_model_dir(model).resolve()
-    check_model_folder(folder)
-    version = weights_hash(folder)
-    if backend == "torch":
-        return ResolvedBackend(folder, "torch", version)
-    from serve import onnx_backend as ox
-
-    selection = ox.read_selection(folder, version)
-    if selection is None and backend == "auto" and model is None:
-        selection = _select_for_default_model(folder)
-    selection = selection or {}
-    int8 = ox.Int8Config.from_dict(selection.get("int8"))
-    name = backend
-    if backend == "auto":
-        name = selection.get("backend") if selection.get("backend") in BACKENDS[1:] else "onnx"
-        if name == "torch":
-            return ResolvedBackend(folder, "torch", version)
-    try:
-        if name == "onnx":
-            graph = ox.ensure_fp32(folder, version)
-        else:
-            graph = ox.ensure_int8(folder, version, int8)
-    except ox.OnnxError as err:
-        if backend != "auto":
-            raise
-        log.warning("%s; scoring with torch instead", err)
-        return ResolvedBackend(folder, "torch", version)
-    return ResolvedBackend(folder, name, version, int8, graph)
-
-
-def _select_for_default_model(folder: Path) -> dict | None:
-    """Choose ``auto``'s backend for the default model when its choice is missing or stale.
-
-    The default model's backend is chosen when it is trained; a newer detente that exports
-    graphs differently (``GRAPH_FORMAT``) invalidates that choice. Redoing it takes about
-    half a minute on the bundled real statements' validation split, once.
-    """
-    from training.bundled_data import selection_data_file
-
-    corpus = selection_data_file()
-    if not corpus.is_file():
-        return None
-    print("Choosing the fastest scoring backend for the default model on the validation "
-          "split (once, about half a minute) ...", file=sys.stderr)
-    try:
-        selection = select_backend_on_file(folder, corpus)
-    except Exception as err:  # an optimisation: ONNX fp32 gives torch's labels without it
-        log.warning("backend selection failed (%s); --backend auto runs ONNX fp32", err)
-        return None
-    print(describe_selection(selection), file=sys.stderr)
-    return selection
-
-
-def load_backend(
-    model: str | Path | None = None, backend: str = "auto", *, threads: int | None = None
-) -> Backend:
-    """A ready backend for the model folder; ``threads`` caps intra-op threads (Ray actors)."""
-    resolved = resolve_backend(model, backend)
-    if resolved.name == "torch":
-        return _torch_backend(resolved.folder, threads, resolved.version)
-    return open_onnx_backend(resolved, threads)
-
-
-def _torch_backend(folder: Path, threads: int | None, version: str | None = None) -> TorchBackend:
-    """The torch model; ``threads`` set after loading, which would otherwise use every core."""
-    import torch
-
-    from model.classifier import Classifier
-
-    classifier = Classifier.load(folder)
-    if threads:
-        torch.set_num_threads(threads)
-    return TorchBackend(classifier, version)
-
-
-def open_onnx_backend(resolved: ResolvedBackend, threads: int | None):
-    """An ONNX Runtime session on the cached graph: config and tokenizer, no torch weights."""
-    from transformers import AutoTokenizer
-
-    from serve import onnx_backend as ox
-
-    config = DetenteConfig.from_pretrained(resolved.folder, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolved.folder, local_files_only=True, config=config.encoder_config()
-    )
-    session = ox.make_session(resolved.graph, threads)
-    return ox.OnnxBackend(session, tokenizer, config, resolved.version, resolved.name)
-
-
-# ----------------------------------------------------------------------------- selection
+log = logging.getLogger("detente.backends")
 
 MIN_AGREEMENT = 0.99  # stance labels equal to torch fp32's on at least 99 % of statements
 MAX_F1_DROP = 0.005  # and at most 0.5 stance macro-F1 points lost (validation split)
 RULE = ">= 99% stance-label agreement with torch fp32 and <= 0.5 stance macro-F1 points lost"
-# The rule must hold on statements the choice never saw (the test split), but it is checked
-# on the validation split, where ~550 statements measure agreement to about +-0.4 points
-# (one standard error near 99 %) and each label is 0.2 points. Picking the first of several
-# int8 candidates to scrape past 99 % there picks the luckiest: on the default model,
-# one MatMul in fp32 had 99.28 % on validation and 98.64 % on test. So the choice asks for
-# this much more agreement on the selection data (99.5 %); there, three MatMuls in fp32
-# had 99.64 % on validation and 99.40 % (-0.30 F1 points) on test.
+# The rule must hold on statements the choice never saw, but ~550 validation statements
+# measure agreement only to about +-0.4 points, so picking the first candidate that scrapes
+# past 99 % picks the luckiest: the choice asks for this much more (evidence in
+# benchmarks/results/notes_from_code.md).
 SELECTION_MARGIN = 0.005
 # Int8 candidates tried in order: per-channel int8 with the k encoder MatMuls that int8
-# hurts most left in fp32 (ranked by simulated error weighted by the layers after them,
-# the top of that ranking then measured one node at a time; see _measure_shortlist). The first
-# that qualifies ends the ladder: every further step keeps more of the graph in fp32, so
-# it is expected to be slower. Small steps first: on the default model each MatMul kept in
-# fp32 cost about 3-5 % of int8's speed, and 3 were enough.
+# hurts most left in fp32 (see _measure_shortlist). The first that qualifies ends the
+# ladder: every further step keeps more of the graph in fp32, so it is slower.
 SELECTION_LADDER = (0, 1, 2, 3, 4, 6, 9, 12)
 SELECTION_MAX_ROWS = 1000  # a larger validation set is sampled down (seeded): cost bound
 RANKING_ROWS = 64  # statements whose activations rank the MatMuls
-# The simulated ranking's top nodes are then measured: each quantized alone, on this many
-# statements. On the default model the simulation put layer 0's FFN output product 5th;
-# measured, it was 1st, and the measured top 3 in fp32 kept more validation labels than
-# the simulated top 6 (99.64 % against 99.46 % agreement), at more speed.
+# The simulated ranking's top nodes are then measured, each quantized alone, on this many
+# statements: the simulation alone misorders them (notes_from_code.md).
 SENSITIVITY_SHORTLIST = 12
 SENSITIVITY_ROWS = 128
 
@@ -245,17 +82,12 @@ def choose_fastest(candidates: list[dict], margin: float = 0.0) -> dict:
     return max(acceptable, key=lambda c: c["statements_per_s"])
 
 
-def macro_f1(probs: np.ndarray, gold: Sequence[str | None], labels: Sequence[str]) -> float | None:
-    """Macro-F1 of the argmax labels over the rows with a gold label (None: no such row)."""
-    from sklearn.metrics import f1_score
-
+def argmax_macro_f1(
+    probs: np.ndarray, gold: Sequence[str | None], labels: Sequence[str]
+) -> float | None:
+    """``training.metrics.macro_f1`` of the argmax labels (None: no row has a gold label)."""
     labels = list(labels)
-    keep = [i for i, g in enumerate(gold) if g in labels]
-    if not keep:
-        return None
-    predicted = [labels[int(probs[i].argmax())] for i in keep]
-    return float(f1_score([gold[i] for i in keep], predicted, labels=labels, average="macro",
-                          zero_division=0))
+    return macro_f1(gold, [labels[int(row.argmax())] for row in probs], labels)
 
 
 @dataclass
@@ -279,8 +111,8 @@ def _candidate(
     rate: float, ref: _Reference, stance_gold, sentiment_gold, config: DetenteConfig,
 ) -> dict:
     stance, sentiment = probs
-    stance_f1 = macro_f1(stance, stance_gold, config.stance_labels)
-    sentiment_f1 = macro_f1(sentiment, sentiment_gold, config.sentiment_labels)
+    stance_f1 = argmax_macro_f1(stance, stance_gold, config.stance_labels)
+    sentiment_f1 = argmax_macro_f1(sentiment, sentiment_gold, config.sentiment_labels)
     row = {
         "variant": variant, "backend": backend, "int8": int8, "statements_per_s": rate,
         "stance_agreement": float((stance.argmax(1) == ref.stance.argmax(1)).mean()),
@@ -324,10 +156,6 @@ def select_backend(
     candidate's numbers; only the winner's int8 graph stays in the cache. Returns that
     record.
     """
-    from model.classifier import Classifier
-    from model.persistence import check_model_folder, weights_hash
-    from serve import onnx_backend as ox
-
     started = time.perf_counter()
     folder = Path(model).resolve()
     check_model_folder(folder)
@@ -343,43 +171,44 @@ def select_backend(
     sentiment_gold = [sentiment_gold[i] for i in rows]
     n = len(texts)
 
-    classifier = Classifier.load(folder)
-    config, tokenizer = classifier.config, classifier.tokenizer
+    model, tokenizer = load_model(folder)
+    classifier = Classifier(TorchBackend(model, tokenizer, version), path=folder)
+    config = classifier.config
     (stance, sentiment), torch_rate = _timed(
         lambda: classifier.predict_proba(texts, batch_size), n)
-    ref = _Reference(stance, sentiment, macro_f1(stance, stance_gold, config.stance_labels),
-                     macro_f1(sentiment, sentiment_gold, config.sentiment_labels))
+    ref = _Reference(stance, sentiment, argmax_macro_f1(stance, stance_gold, config.stance_labels),
+                     argmax_macro_f1(sentiment, sentiment_gold, config.sentiment_labels))
     args = (ref, stance_gold, sentiment_gold, config)
     candidates = [_candidate("torch", "torch", None, (stance, sentiment), torch_rate, *args)]
-    classifier = None  # free the torch weights before the ONNX sessions load
+    model = classifier = None  # free the torch weights before the ONNX sessions load
     ranking: list[tuple[str, float]] = []
     backends: dict[str, object] = {}
     notes: list[str] = []
     try:
-        fp32 = ox.ensure_fp32(folder, version)
-        onnx = ox.OnnxBackend(ox.make_session(fp32), tokenizer, config, version, "onnx")
+        fp32 = cache.ensure_fp32(folder, version)
+        onnx = Classifier(open_session(fp32, tokenizer, config, version, "onnx"), path=folder)
         probs, rate = _timed(lambda: onnx.predict_proba(texts, batch_size), n)
         candidates.append(_candidate("onnx", "onnx", None, probs, rate, *args))
         backends["onnx"] = onnx
-    except ox.OnnxError as err:
+    except BackendError as err:
         fp32 = None
         notes.append(f"{err}; --backend auto will use torch for this model")
-    built: dict[str, tuple[Path, ox.Int8Config]] = {}
+    built: dict[str, tuple[Path, quantize.Int8Config]] = {}
     work = Path(tempfile.mkdtemp(prefix=".select-", dir=fp32.parent)) if fp32 else None
     try:
         if fp32 is not None:
-            ranking = ox.rank_by_quantization_error(
+            ranking = quantize.rank_by_quantization_error(
                 fp32, tokenizer, texts[:RANKING_ROWS], batch_size=batch_size,
                 max_length=config.max_seq_length, seed=seed)
             ranking = _measure_shortlist(ranking, fp32, tokenizer, config, texts, work,
                                          batch_size)
             for k in ladder:
-                int8 = ox.Int8Config(True, tuple(name for name, _ in ranking[:k]))
+                int8 = quantize.Int8Config(True, tuple(name for name, _ in ranking[:k]))
                 variant = "onnx-int8/per-channel" + (f"-fp32-top{k}" if k else "")
                 path = work / f"{int8.tag()}.onnx"
-                ox.quantize_int8(fp32, path, int8)
-                backend = ox.OnnxBackend(ox.make_session(path), tokenizer, config, version,
-                                         "onnx-int8")
+                quantize.quantize_int8(fp32, path, int8)
+                backend = Classifier(
+                    open_session(path, tokenizer, config, version, "onnx-int8"), path=folder)
                 probs, rate = _timed(lambda b=backend: b.predict_proba(texts, batch_size), n)
                 row = _candidate(variant, "onnx-int8", int8.to_dict(), probs, rate, *args)
                 candidates.append(row)
@@ -388,13 +217,13 @@ def select_backend(
                     backends[variant] = backend  # kept for the second timing
                     break
             _retime(candidates, backends, texts, batch_size)
-    except ox.OnnxError as err:
+    except BackendError as err:
         notes.append(f"int8 candidates skipped: {err}")
     chosen = choose_fastest(candidates, SELECTION_MARGIN)
     try:
         if chosen.get("variant") in built:
             path, int8 = built[chosen["variant"]]
-            ox.store_int8(folder, version, int8, path)
+            cache.store_int8(folder, version, int8, path)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -425,7 +254,7 @@ def select_backend(
     if notes:
         selection["notes"] = notes
     if write:
-        selection["file"] = str(ox.write_selection(folder, version, selection))
+        selection["file"] = str(cache.write_selection(folder, version, selection))
     return selection
 
 
@@ -434,10 +263,8 @@ def _measure_shortlist(
     texts: list[str], work: Path, batch_size: int,
 ) -> list[tuple[str, float]]:
     """Reorder the simulated ranking's top nodes by their measured effect on the labels."""
-    from serve import onnx_backend as ox
-
     shortlist = [name for name, _ in ranking[:SENSITIVITY_SHORTLIST]]
-    measured = ox.rank_sensitive_nodes(
+    measured = quantize.rank_sensitive_nodes(
         fp32, tokenizer, config, texts[:SENSITIVITY_ROWS], work / "sensitivity",
         batch_size=batch_size, candidates=shortlist)
     return measured + [item for item in ranking if item[0] not in set(shortlist)]
@@ -461,11 +288,9 @@ def select_backend_on_file(model: str | Path, data: str | Path, **kwargs) -> dic
 
     Refuses a file without a validation split rather than tuning on test or train rows.
     """
-    from training.data import load_labelled
-
     frame = load_labelled(data)
     if "split" not in frame.columns or not (frame["split"] == "validation").any():
-        raise ValueError(
+        raise DataError(
             f"{data} has no rows with split=validation; the backend is chosen on held-out "
             "validation statements, never on the test split"
         )
@@ -497,3 +322,26 @@ def describe_selection(selection: dict) -> str:
     parts.append(f"measured on {data.get('statements', '?')} statements "
                  f"({data.get('source', '?')}) in {selection.get('seconds', '?')} s")
     return "; ".join(parts)
+
+
+def ensure_default_choice(folder: Path) -> dict | None:
+    """Choose ``auto``'s backend for the default model when its choice is missing or stale.
+
+    The default model's backend is chosen when it is trained; a newer detente that exports
+    graphs differently (``cache.GRAPH_FORMAT``) invalidates that choice. Redoing it takes
+    about half a minute on the bundled real statements' validation split, once.
+    """
+    if cache.read_selection(folder, weights_hash(folder)) is not None:
+        return None
+    data = selection_data_file()
+    if not data.is_file():
+        return None
+    print("Choosing the fastest scoring backend for the default model on the validation "
+          "split (once, about half a minute) ...", file=sys.stderr)
+    try:
+        selection = select_backend_on_file(folder, data)
+    except Exception as err:  # an optimisation: ONNX fp32 gives torch's labels without it
+        log.warning("backend selection failed (%s); --backend auto runs ONNX fp32", err)
+        return None
+    print(describe_selection(selection), file=sys.stderr)
+    return selection

@@ -8,19 +8,19 @@ import shutil
 import numpy as np
 import pytest
 
+from model.backends import cache, quantize, resolve_backend
+from model.classifier import Classifier
 from model.persistence import weights_hash
-from serve import onnx_backend as ox
-from serve.backends import (
+from serve.loading import resolve
+from tests.conftest import SPLIT_STATEMENTS
+from training.backend_selection import (
     MAX_F1_DROP,
     MIN_AGREEMENT,
     SELECTION_MARGIN,
     describe_selection,
-    load_backend,
-    resolve_backend,
     select_backend,
     select_backend_on_file,
 )
-from tests.conftest import SPLIT_STATEMENTS
 
 
 @pytest.fixture
@@ -67,14 +67,14 @@ def test_auto_then_runs_the_chosen_backend(model_copy, corpus_file):
     resolved = resolve_backend(model_copy, "auto")
     assert resolved.name == selection["backend"]
     if resolved.name == "onnx-int8":
-        assert resolved.int8 == ox.Int8Config.from_dict(selection["int8"])
+        assert resolved.int8 == quantize.Int8Config.from_dict(selection["int8"])
         assert resolved.graph.is_file()
     # Only the winner's int8 graph is kept in the cache; no candidate files are left over.
     cached = sorted(p.name for p in (model_copy / "onnx").iterdir())
     int8_files = [n for n in cached if n.startswith("model.int8-")]
     assert len(int8_files) == (1 if selection["backend"] == "onnx-int8" else 0)
     assert not [n for n in cached if n.startswith(".")]
-    stance, _ = load_backend(model_copy, "auto").predict_proba(["We are ready to talk."])
+    stance, _ = Classifier.load(model_copy, backend="auto").predict_proba(["We are ready to talk."])
     assert stance.shape == (1, 3)
 
 
@@ -110,16 +110,16 @@ def test_large_sets_are_sampled_and_blank_rows_skipped(model_copy):
 
 def test_ranking_puts_every_encoder_matmul_in_order(model_copy):
     version = weights_hash(model_copy)
-    fp32 = ox.ensure_fp32(model_copy, version)
-    backend = load_backend(model_copy, "onnx")
+    fp32 = cache.ensure_fp32(model_copy, version)
+    backend = Classifier.load(model_copy, backend="onnx")
     texts = [t for t, _, _ in SPLIT_STATEMENTS["train"]]
-    ranking = ox.rank_by_quantization_error(fp32, backend.tokenizer, texts, max_length=64)
-    nodes = ox.quantizable_nodes(fp32)
-    assert {name for name, _ in ranking} == set(nodes) - set(ox.head_nodes(nodes))
+    ranking = quantize.rank_by_quantization_error(fp32, backend.tokenizer, texts, max_length=64)
+    nodes = quantize.quantizable_nodes(fp32)
+    assert {name for name, _ in ranking} == set(nodes) - set(quantize.head_nodes(nodes))
     scores = np.array([score for _, score in ranking])
     assert (np.diff(scores) <= 0).all() and (scores > 0).all()
     # Depth weighting: the tiny encoder has 2 layers, so layer 0's errors count twice.
-    plain = dict(ox.rank_by_quantization_error(fp32, backend.tokenizer, texts, max_length=64,
+    plain = dict(quantize.rank_by_quantization_error(fp32, backend.tokenizer, texts, max_length=64,
                                                depth_weighted=False))
     assert (np.array(list(plain.values())) < 1).all()  # relative errors
     for name, score in ranking:
@@ -130,12 +130,12 @@ def test_ranking_puts_every_encoder_matmul_in_order(model_copy):
 def test_measured_sensitivity_of_a_shortlist(model_copy, tmp_path):
     """Each shortlisted node is quantized alone; the ones that move the labels most come first."""
     version = weights_hash(model_copy)
-    fp32 = ox.ensure_fp32(model_copy, version)
-    backend = load_backend(model_copy, "onnx")
+    fp32 = cache.ensure_fp32(model_copy, version)
+    backend = Classifier.load(model_copy, backend="onnx")
     texts = [t for t, _, _ in SPLIT_STATEMENTS["train"]]
-    nodes = [n for n in ox.quantizable_nodes(fp32) if n not in ox.head_nodes([n])]
+    nodes = [n for n in quantize.quantizable_nodes(fp32) if n not in quantize.head_nodes([n])]
     shortlist = nodes[:3]
-    measured = ox.rank_sensitive_nodes(fp32, backend.tokenizer, backend.config, texts,
+    measured = quantize.rank_sensitive_nodes(fp32, backend.tokenizer, backend.config, texts,
                                        tmp_path / "work", candidates=shortlist)
     assert sorted(name for name, _ in measured) == sorted(shortlist)
     scores = [score for _, score in measured]
@@ -177,12 +177,12 @@ def test_detente_select_backend_command_writes_the_choice(model_copy, corpus_fil
     from serve.cli import app
 
     runner = CliRunner()
-    assert ox.read_selection(model_copy, weights_hash(model_copy)) is None
+    assert cache.read_selection(model_copy, weights_hash(model_copy)) is None
     result = runner.invoke(app, ["select-backend", "--model", str(model_copy),
                                  "--data", str(corpus_file)])
     assert result.exit_code == 0, result.output
     assert "--backend auto ->" in result.output and "selection.json" in result.output
-    selection = ox.read_selection(model_copy, weights_hash(model_copy))
+    selection = cache.read_selection(model_copy, weights_hash(model_copy))
     assert selection["data"]["statements"] == len(SPLIT_STATEMENTS["validation"])
     assert resolve_backend(model_copy, "auto").name == selection["backend"]
 
@@ -199,15 +199,15 @@ def test_auto_redoes_a_missing_choice_for_the_default_model(tiny_model_dir, tmp_
     monkeypatch.setenv("DETENTE_HOME", str(tmp_path / "home"))
     folder = default_model_dir()
     shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
-    resolved = resolve_backend(None, "auto")
+    resolved = resolve(None, "auto")
     assert "Choosing the fastest scoring backend" in capsys.readouterr().err
-    selection = ox.read_selection(folder, weights_hash(folder))
+    selection = cache.read_selection(folder, weights_hash(folder))
     assert selection is not None and "validation split" in selection["data"]["source"]
     assert resolved.name == selection["backend"]
-    resolve_backend(None, "auto")  # now it is there: not chosen again
+    resolve(None, "auto")  # now it is there: not chosen again
     assert "Choosing" not in capsys.readouterr().err
     # a model named by its folder is never re-benchmarked behind the user's back
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other, ignore=shutil.ignore_patterns("onnx"))
     assert resolve_backend(other, "auto").name == "onnx"
-    assert ox.read_selection(other, weights_hash(other)) is None
+    assert cache.read_selection(other, weights_hash(other)) is None
