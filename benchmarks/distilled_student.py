@@ -125,9 +125,9 @@ def distill(student, teacher_logits, texts, gold, tokenizer, args) -> list[float
 
 
 def head_report(logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    from training.metrics import head_scores
+    from training.metrics import logit_scores
 
-    return head_scores(logits, gold, logits.shape[1])
+    return logit_scores(logits, gold)
 
 
 def throughput(backends: dict, texts: list[str], rounds: int) -> dict[str, float]:

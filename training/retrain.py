@@ -26,7 +26,7 @@ from model.persistence import load_model
 from training.arguments import TrainArguments
 from training.bundled_data import REAL_SOURCES, replay_data_files
 from training.data import ColumnNames, load_labelled
-from training.evaluation import head_metrics
+from training.metrics import head_scores
 from training.splits import DataSplits, choose_strata, load_checked, with_source
 from training.trainer import (
     check_writable,
@@ -203,9 +203,9 @@ def compare(old: Classifier, new: Classifier, frame: pd.DataFrame) -> dict:
         for head, probs in (("stance", stance), ("sentiment", sentiment)):
             labels = clf.config.labels_of(head)
             pred = [labels[i] for i in probs.argmax(axis=1)]
-            scores = head_metrics(frame[head].tolist(), pred, new.config.labels_of(head))
+            scores = head_scores(frame[head].tolist(), pred, new.config.labels_of(head))
             if scores:
-                out[name][head] = {k: scores[k] for k in ("n", "accuracy", "macro_f1")}
+                out[name][head] = scores
     return out
 
 

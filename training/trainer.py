@@ -43,7 +43,7 @@ from training.bundled_data import REAL_SOURCES, data_fingerprint, default_data_f
 from training.calibration import calibration_report, fit_temperature
 from training.data import ColumnNames
 from training.evaluation import metrics_by_source
-from training.metrics import combined_score, encode_labels, head_scores
+from training.metrics import combined_score, encode_labels, head_scores, logit_scores
 from training.model_card import write_model_card
 from training.splits import DataSplits, load_splits
 
@@ -111,13 +111,17 @@ def balanced_class_weights(values: pd.Series, labels: Sequence[str]) -> torch.Te
 
 
 def make_compute_metrics(config: DetenteConfig, stance_weight: float):
+    """The Trainer's scores of each epoch on the selection rows: every head's accuracy and
+    macro-F1 (``training.metrics``), and ``macro_f1``, their weighted mean, which chooses the
+    epoch kept."""
+
     def compute_metrics(eval_pred) -> dict[str, float]:
         stance_logits, sentiment_logits = eval_pred.predictions[:2]
         stance_gold, sentiment_gold = eval_pred.label_ids
-        stance = head_scores(stance_logits, stance_gold, len(config.stance_labels))
-        sentiment = head_scores(sentiment_logits, sentiment_gold, len(config.sentiment_labels))
-        metrics = {f"stance_{k}": v for k, v in stance.items()}
-        metrics.update({f"sentiment_{k}": v for k, v in sentiment.items()})
+        stance = logit_scores(stance_logits, stance_gold)
+        sentiment = logit_scores(sentiment_logits, sentiment_gold)
+        metrics = {f"stance_{k}": v for k, v in stance.items() if k != "n"}
+        metrics.update({f"sentiment_{k}": v for k, v in sentiment.items() if k != "n"})
         metrics["macro_f1"] = combined_score(
             stance.get("macro_f1"), sentiment.get("macro_f1"), stance_weight
         )
@@ -418,7 +422,8 @@ def split_metrics(classifier: Classifier, frame: pd.DataFrame) -> dict:
     out = {}
     for head, probs in (("stance", stance_probs), ("sentiment", sentiment_probs)):
         labels = classifier.config.labels_of(head)
-        out[head] = head_scores(probs, encode_labels(frame[head].tolist(), labels), len(labels))
+        predicted = [labels[i] for i in probs.argmax(axis=1)]
+        out[head] = head_scores(frame[head].tolist(), predicted, labels)
     return out
 
 
