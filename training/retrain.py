@@ -26,16 +26,11 @@ from model.persistence import load_model
 from training.arguments import TrainArguments
 from training.bundled_data import REAL_SOURCES, replay_data_files
 from training.data import ColumnNames, load_labelled
+from training.finishing import choose_scoring_backend, finish, selection_rows
 from training.metrics import head_scores
+from training.output import check_writable, checkpoint_dir_of
 from training.splits import DataSplits, choose_strata, load_checked, with_source
-from training.trainer import (
-    check_writable,
-    checkpoint_dir_of,
-    choose_scoring_backend,
-    finish,
-    fit,
-    selection_rows,
-)
+from training.trainer import fit
 from training.validation import normalise_text, validate
 
 HEADS = ("stance", "sentiment")

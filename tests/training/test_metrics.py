@@ -61,7 +61,7 @@ def test_evaluation_and_the_trainer_use_the_same_macro_f1():
     stance = np.eye(3)[[0, 1, 1, 1]]  # the predictions above, as logits
     sentiment = np.eye(3)[[2, 2, 2, 2]]
     gold_ids = np.array([0, 1, 0, 1])
-    epoch = make_compute_metrics(None, stance_weight=0.5)(SimpleNamespace(
+    epoch = make_compute_metrics(stance_weight=0.5)(SimpleNamespace(
         predictions=(stance, sentiment), label_ids=(gold_ids, np.array([2, 2, 2, IGNORE_INDEX]))))
     assert epoch["stance_macro_f1"] == pytest.approx(macro_f1(gold, predicted, LABELS))
     assert epoch["sentiment_macro_f1"] == 1.0  # only the label that occurs counts
