@@ -16,6 +16,7 @@ from scipy.stats import spearmanr
 
 from model.classifier import Classifier, sentiment_score
 from model.errors import DataError
+from model.labels import HEADS
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames
@@ -167,7 +168,7 @@ def confident_errors(
 ) -> list[dict]:
     """The wrong predictions the model was surest of: where to look for label or model issues."""
     errors = []
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         labels = classifier.config.labels_of(head)
         probs = arrays[head]
         for i, gold in enumerate(frame[head].tolist()):
@@ -208,7 +209,7 @@ def evaluate(args: EvaluateArguments) -> dict:
 
 def write_figures(report: Path, frame: pd.DataFrame, arrays: dict, clf: Classifier) -> list[str]:
     names = []
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         labels = clf.config.labels_of(head)
         keep = [g in labels for g in frame[head]]
         if not any(keep):

@@ -21,6 +21,7 @@ from torch import nn
 
 from model.classifier import Classifier
 from model.errors import DataError
+from model.labels import HEADS
 from model.modeling import DetenteModel
 from model.persistence import load_model
 from training.arguments import TrainArguments
@@ -32,8 +33,6 @@ from training.output import check_writable, checkpoint_dir_of
 from training.splits import DataSplits, choose_strata, load_checked, with_source
 from training.trainer import fit
 from training.validation import normalise_text, validate
-
-HEADS = ("stance", "sentiment")
 
 
 @dataclass
@@ -195,7 +194,7 @@ def compare(old: Classifier, new: Classifier, frame: pd.DataFrame) -> dict:
     for name, clf in (("before", old), ("after", new)):
         stance, sentiment = clf.predict_proba(frame["text"].tolist())
         out[name] = {}
-        for head, probs in (("stance", stance), ("sentiment", sentiment)):
+        for head, probs in zip(HEADS, (stance, sentiment), strict=True):
             labels = clf.config.labels_of(head)
             pred = [labels[i] for i in probs.argmax(axis=1)]
             scores = head_scores(frame[head].tolist(), pred, new.config.labels_of(head))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from model.labels import HEADS
 from serve.backends import Backend, TorchBackend, load_backend, resolve_model_dir
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
@@ -178,7 +179,7 @@ class LoadedModel:
             "labels": self.labels,
             "max_seq_length": int(config.max_seq_length),
             "calibration": {head: float(config.temperature_of(head))
-                            for head in ("stance", "sentiment")},
+                            for head in HEADS},
             "metrics": evaluation_metrics(read_summary(self.folder)),
             "card": card_summary(read_model_card(self.folder)),
         }
