@@ -96,8 +96,8 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
 def quiet_transformers() -> Iterator[None]:
     """Hold back transformers' multi-line load report; what matters goes into our error.
 
-    Also its "Loading weights" bar: loading a 22 M-parameter model from a local file takes
-    a fraction of a second, and a bar per load cluttered every ``detente predict``.
+    Also its "Loading weights" bar: a local load is too quick for a bar to say anything
+    (benchmarks/results/notes_from_code.md).
     """
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()

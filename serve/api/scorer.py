@@ -15,7 +15,7 @@ Nothing here is new scoring logic; it is the glue between the HTTP layer and wha
 - the model card and metrics: ``serve.demo_about``'s readers of the model folder.
 
 The demo needs a ``Classifier`` (torch): when ``auto`` chose torch it is the backend's own,
-otherwise it is loaded beside the backend (about 90 MB more for the default model), as
+otherwise it is loaded beside the backend (a second copy of the weights in memory), as
 ``detente demo`` would load it.
 """
 
@@ -90,11 +90,10 @@ class LoadedModel:
         """Indices of ``texts`` in groups of similar token length, at most ``max_size`` each.
 
         Why: requests arrive with statements of every length, and one forward pass pads all
-        of its rows to the longest. On the default model 64 corpus statements of mixed
-        lengths ran at 69 statements/s in sorted passes of 32 and 103 one at a time, but
-        117 in passes that hold at most 10 % padding (``PADDING_SLACK``; 90 at 50 %), on
-        2 busy cores. Sorted by length, a group grows while its padded size (longest x
-        rows) stays within the slack of its real tokens.
+        of its rows to the longest; passes with little padding beat both fixed-size passes
+        and one statement at a time (measured: benchmarks/results/notes_from_code.md).
+        Sorted by length, a group grows while its padded size (longest x rows) stays within
+        the slack (``PADDING_SLACK``) of its real tokens.
         """
         if max_size <= 1 or len(texts) <= 1:
             return [[i] for i in range(len(texts))]
