@@ -125,9 +125,9 @@ def distill(student, teacher_logits, texts, gold, tokenizer, args) -> list[float
 
 
 def head_report(logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    from training.metrics import head_scores
+    from training.metrics import logit_scores
 
-    return head_scores(logits, gold, logits.shape[1])
+    return logit_scores(logits, gold)
 
 
 def throughput(backends: dict, texts: list[str], rounds: int) -> dict[str, float]:
@@ -145,10 +145,11 @@ def throughput(backends: dict, texts: list[str], rounds: int) -> dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from serve.backends import open_onnx_backend, resolve_backend, resolve_model_dir
+
     from model.classifier import Classifier
     from model.persistence import save_model
     from serve import onnx_backend as ox
-    from serve.backends import open_onnx_backend, resolve_backend, resolve_model_dir
     from training.calibration import fit_temperature
     from training.metrics import encode_labels
 

@@ -139,9 +139,10 @@ def padding_share(tokenizer, texts: list[str], batch_size: int, max_length: int)
 
 def build_variants(args, model_dir: Path, texts: list[str]) -> tuple[dict, dict, list]:
     """name -> (predict, backend name, int8 config or None), plus the sensitivity ranking."""
+    from serve.backends import open_onnx_backend, resolve_backend
+
     from model.classifier import Classifier
     from serve import onnx_backend as ox
-    from serve.backends import open_onnx_backend, resolve_backend
 
     classifier = Classifier.load(model_dir)
     version = classifier.model_version
@@ -286,8 +287,9 @@ def to_markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from model.paths import bundled_corpus
     from serve.backends import choose_fastest, is_acceptable, resolve_model_dir
+
+    from model.paths import bundled_corpus
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     model_dir = resolve_model_dir(args.model).resolve()

@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from model.config import DetenteConfig
+from model.labels import HEADS
 
 IGNORE_INDEX = -100
 
@@ -95,8 +96,8 @@ class DetenteModel(PreTrainedModel):
         self.stance_head = nn.Linear(hidden, len(config.stance_labels))
         self.sentiment_head = nn.Linear(hidden, len(config.sentiment_labels))
         # Class weights for the loss, set by training; not part of the saved model.
-        self.loss_weights: dict[str, torch.Tensor | None] = {"stance": None, "sentiment": None}
-        self.head_loss_weights: dict[str, float] = {"stance": 1.0, "sentiment": 1.0}
+        self.loss_weights: dict[str, torch.Tensor | None] = dict.fromkeys(HEADS)
+        self.head_loss_weights: dict[str, float] = dict.fromkeys(HEADS, 1.0)
         self.post_init()
 
     @torch.no_grad()

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-DEFAULT_BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
 
 def detente_home() -> Path:
     """The root of detente's files: ``$DETENTE_HOME`` or the user's cache dir."""

@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from model.config import DetenteConfig
 from model.errors import ModelLoadError, ModelWriteError, one_line
+from model.labels import HEADS
 from model.modeling import DetenteModel
 
 WEIGHTS_FILE = "model.safetensors"
@@ -62,7 +63,7 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
         raise ModelLoadError(f"{config_path} is not valid JSON: {err}") from err
     if not isinstance(config, dict):
         raise ModelLoadError(f"{config_path} is not a model config (a JSON object)")
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         labels = config.get(f"{head}_labels")
         if labels is not None and not (
             isinstance(labels, list) and labels and all(isinstance(v, str) for v in labels)
@@ -95,8 +96,8 @@ def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
 def quiet_transformers() -> Iterator[None]:
     """Hold back transformers' multi-line load report; what matters goes into our error.
 
-    Also its "Loading weights" bar: loading a 22 M-parameter model from a local file takes
-    a fraction of a second, and a bar per load cluttered every ``detente predict``.
+    Also its "Loading weights" bar: a local load is too quick for a bar to say anything
+    (benchmarks/results/notes_from_code.md).
     """
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()

@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from model.classifier import Classifier, Prediction  # noqa: E402
+from model.labels import HEADS  # noqa: E402
 from serve.corrections import CorrectionError, CorrectionStore  # noqa: E402
 from serve.demo_about import about_tab, model_line  # noqa: E402
 from serve.demo_batch import (  # noqa: E402
@@ -103,7 +104,7 @@ class DemoHandlers:
                              f"({err.strerror or err}).") from err
         verb = "Replaced the earlier correction of this statement" if saved.replaced else "Saved"
         given = [f"{head} **{saved.record[head]}** (model: {model})"
-                 for head, model in (("stance", pred.stance), ("sentiment", pred.sentiment))
+                 for head, model in zip(HEADS, (pred.stance, pred.sentiment), strict=True)
                  if saved.record[head]]
         return f"{verb}: {', '.join(given)}. Thank you.", self.corrections_info(saved.count)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from model.classifier import Classifier
+from model.labels import HEADS
 from training.model_card import real_table
 
 FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
@@ -87,7 +88,7 @@ def model_details(classifier: Classifier) -> str:
     """What identifies this model and how it reads a statement."""
     config = classifier.config
     calibrated = ", ".join(f"{head} {config.temperature_of(head):.2f}"
-                           for head in ("stance", "sentiment"))
+                           for head in HEADS)
     return "\n".join([
         f"- Folder: `{classifier.path}`" if classifier.path else "- Not saved to a folder",
         f"- Version (content hash of the weights): `{classifier.model_version}`",

@@ -15,6 +15,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from model.labels import HEADS
+
 
 def labelled(frame: pd.DataFrame, head: str) -> pd.DataFrame:
     return frame[frame[head].notna()]
@@ -40,7 +42,7 @@ class Baselines:
 
     def __init__(self, train: pd.DataFrame) -> None:
         self.models: dict[str, dict[str, object]] = {"majority": {}, "tfidf_logreg": {}}
-        for head in ("stance", "sentiment"):
+        for head in HEADS:
             rows = labelled(train, head)
             if rows.empty:
                 continue

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from model.classifier import Classifier
 from model.errors import DataError
+from model.labels import HEADS
 from model.probabilities import sentiment_score
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames
-from training.metrics import expected_calibration_error
+from training.metrics import expected_calibration_error, head_scores, per_class_scores
 from training.plots import confusion_matrix_png, reliability_png
 from training.splits import load_checked
 
@@ -49,28 +49,12 @@ class EvaluateArguments:
 
 
 def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequence[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 over the labelled rows."""
-    keep = [g is not None for g in gold]
-    g = [x for x, k in zip(gold, keep) if k]
-    p = [x for x, k in zip(pred, keep) if k]
-    if not g:
-        return {}
-    precision, recall, f1, support = precision_recall_fscore_support(
-        g, p, labels=list(labels), zero_division=0
-    )
-    return {
-        "n": len(g),
-        "accuracy": float(accuracy_score(g, p)),
-        # Macro-F1 over the labels that occur (in gold or predictions): a label absent from
-        # both would otherwise count as F1 = 0 and understate small evaluation sets.
-        "macro_f1": float(f1_score(g, p, labels=[x for x in labels if x in set(g) | set(p)],
-                                   average="macro", zero_division=0)),
-        "per_class": {
-            label: {"precision": float(precision[i]), "recall": float(recall[i]),
-                    "f1": float(f1[i]), "support": int(support[i])}
-            for i, label in enumerate(labels)
-        },
-    }
+    """Accuracy, macro-F1 and per-class precision/recall/F1 over the labelled rows (the
+    definitions of ``training.metrics``, shared with training and the model card)."""
+    scores = head_scores(gold, pred, labels)
+    if scores:
+        scores["per_class"] = per_class_scores(gold, pred, labels)
+    return scores
 
 
 def spearman(scores: Sequence[float], gold: Sequence[str | None]) -> float | None:
@@ -170,7 +154,7 @@ def score_baselines(
     for name, heads in baselines.predict(texts).items():
         out[name] = {}
         for head, pred in heads.items():
-            scores = head_metrics(frame[head].tolist(), pred, clf.config.labels_of(head))
+            scores = head_scores(frame[head].tolist(), pred, clf.config.labels_of(head))
             if scores:
                 out[name][head] = {k: scores[k] for k in ("accuracy", "macro_f1")}
     if out.get("vader", {}).get("sentiment"):
@@ -185,7 +169,7 @@ def confident_errors(
 ) -> list[dict]:
     """The wrong predictions the model was surest of: where to look for label or model issues."""
     errors = []
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         labels = classifier.config.labels_of(head)
         probs = arrays[head]
         for i, gold in enumerate(frame[head].tolist()):
@@ -226,7 +210,7 @@ def evaluate(args: EvaluateArguments) -> dict:
 
 def write_figures(report: Path, frame: pd.DataFrame, arrays: dict, clf: Classifier) -> list[str]:
     names = []
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         labels = clf.config.labels_of(head)
         keep = [g in labels for g in frame[head]]
         if not any(keep):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from model.config import DetenteConfig
 from training.evaluation import SELECTED_GROUP
+from training.metrics import MACRO_F1_DEFINITION
 
 LABEL_DEFINITIONS = """\
 | stance | the speaker ... |
@@ -18,10 +19,6 @@ Sentiment is the overall tone (`negative`, `neutral`, `positive`); `sentiment_sc
 P(positive) - P(negative). Full guideline with tie-breaks: `docs/labels.md`."""
 
 
-MACRO_F1_DEFINITION = (
-    "Macro-F1 is scikit-learn's `f1_score(average='macro')` over the labels that occur in the "
-    "gold labels or the predictions of the rows scored, for the model and the baselines alike."
-)
 SPLIT_ORDER = ("test", "test_unseen", "validation")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from model.labels import HEADS
+
 
 def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
@@ -10,7 +12,7 @@ def fmt(value: float | None) -> str:
 def summary_table(metrics: dict) -> str:
     lines = ["| system | stance acc | stance macro-F1 | sentiment acc | sentiment macro-F1 | "
              "sentiment Spearman |", "|---|---|---|---|---|---|"]
-    systems = [("**detente model**", {h: metrics.get(h, {}) for h in ("stance", "sentiment")})]
+    systems = [("**detente model**", {h: metrics.get(h, {}) for h in HEADS})]
     systems += list(metrics.get("baselines", {}).items())
     for name, heads in systems:
         s, m = heads.get("stance", {}), heads.get("sentiment", {})
@@ -62,7 +64,7 @@ def render_report(metrics: dict, figures: list[str], errors: list[dict]) -> str:
     ]
     if metrics.get("by_source"):
         parts += ["## Per source", "", source_table(metrics), ""]
-    for head in ("stance", "sentiment"):
+    for head in HEADS:
         scores = metrics.get(head, {})
         if scores:
             parts += [f"## {head}", "", per_class_table(head, scores), "",

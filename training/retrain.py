@@ -21,24 +21,18 @@ from torch import nn
 
 from model.classifier import Classifier
 from model.errors import DataError
+from model.labels import HEADS
 from model.modeling import DetenteModel
 from model.persistence import load_model
 from training.arguments import TrainArguments
 from training.bundled_data import REAL_SOURCES, replay_data_files
 from training.data import ColumnNames, load_labelled
-from training.evaluation import head_metrics
+from training.finishing import choose_scoring_backend, finish, selection_rows
+from training.metrics import head_scores
+from training.output import check_writable, checkpoint_dir_of
 from training.splits import DataSplits, choose_strata, load_checked, with_source
-from training.trainer import (
-    check_writable,
-    checkpoint_dir_of,
-    choose_scoring_backend,
-    finish,
-    fit,
-    selection_rows,
-)
+from training.trainer import fit
 from training.validation import normalise_text, validate
-
-HEADS = ("stance", "sentiment")
 
 
 @dataclass
@@ -200,12 +194,12 @@ def compare(old: Classifier, new: Classifier, frame: pd.DataFrame) -> dict:
     for name, clf in (("before", old), ("after", new)):
         stance, sentiment = clf.predict_proba(frame["text"].tolist())
         out[name] = {}
-        for head, probs in (("stance", stance), ("sentiment", sentiment)):
+        for head, probs in zip(HEADS, (stance, sentiment), strict=True):
             labels = clf.config.labels_of(head)
             pred = [labels[i] for i in probs.argmax(axis=1)]
-            scores = head_metrics(frame[head].tolist(), pred, new.config.labels_of(head))
+            scores = head_scores(frame[head].tolist(), pred, new.config.labels_of(head))
             if scores:
-                out[name][head] = {k: scores[k] for k in ("n", "accuracy", "macro_f1")}
+                out[name][head] = scores
     return out
 
 

@@ -51,7 +51,6 @@ def split_frame(
     validation_fraction: float,
     seed: int,
     has_separate_validation: bool,
-    has_separate_test: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
     """Use the split column when there is one; otherwise hold out a stratified fraction.
 
@@ -162,7 +161,6 @@ def load_splits(
             validation_fraction=validation_fraction,
             seed=seed,
             has_separate_validation=validation_data is not None,
-            has_separate_test=test_data is not None,
         )
         trains.append(train)
         validations += [validation] if validation is not None else []

@@ -225,8 +225,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
     v1 = APIRouter(prefix="/v1", tags=["classify"], responses=ERRORS)
 
     # The results are built as plain dicts in the shape of ClassifyResponse (the tests check
-    # it against the schema) and sent as they are: validating them again would cost each
-    # request about as much CPU as its share of a batched forward pass.
+    # it against the schema) and sent as they are: a second validation pass costs CPU on
+    # every request for nothing (measured: benchmarks/results/notes_from_code.md).
     @v1.post("/classify", response_model=ClassifyResponse, response_class=JSONResponse)
     async def classify(body: ClassifyRequest, request: Request) -> JSONResponse:
         """Label statements: stance and sentiment, one result per text, in order.

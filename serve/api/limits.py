@@ -32,7 +32,7 @@ from serve.api.metrics import ServiceMetrics
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Ids are a random per-process prefix and a counter: unique, and far cheaper than a uuid4
-# per request (os.urandom took 8 % of the event loop's time at 800 requests/s).
+# per request (measured: benchmarks/results/notes_from_code.md).
 _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
 API_PREFIX = "/v1/"

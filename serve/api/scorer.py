@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from model.classifier import Classifier
+from model.labels import HEADS
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
 from serve.loading import load_classifier
@@ -81,11 +82,10 @@ class LoadedModel:
         """Indices of ``texts`` in groups of similar token length, at most ``max_size`` each.
 
         Why: requests arrive with statements of every length, and one forward pass pads all
-        of its rows to the longest. On the default model 64 corpus statements of mixed
-        lengths ran at 69 statements/s in sorted passes of 32 and 103 one at a time, but
-        117 in passes that hold at most 10 % padding (``PADDING_SLACK``; 90 at 50 %), on
-        2 busy cores. Sorted by length, a group grows while its padded size (longest x
-        rows) stays within the slack of its real tokens.
+        of its rows to the longest; passes with little padding beat both fixed-size passes
+        and one statement at a time (measured: benchmarks/results/notes_from_code.md).
+        Sorted by length, a group grows while its padded size (longest x rows) stays within
+        the slack (``PADDING_SLACK``) of its real tokens.
         """
         if max_size <= 1 or len(texts) <= 1:
             return [[i] for i in range(len(texts))]
@@ -167,7 +167,7 @@ class LoadedModel:
             "labels": self.labels,
             "max_seq_length": int(config.max_seq_length),
             "calibration": {head: float(config.temperature_of(head))
-                            for head in ("stance", "sentiment")},
+                            for head in HEADS},
             "metrics": evaluation_metrics(read_summary(self.folder)),
             "card": card_summary(read_model_card(self.folder)),
         }

@@ -146,7 +146,7 @@ import resource, sys
 from pathlib import Path
 from model.errors import ModelWriteError
 from model.persistence import load_model
-from training.trainer import write_atomically
+from training.output import write_atomically
 
 model, tokenizer = load_model(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
