@@ -18,7 +18,7 @@ from model.errors import DataError
 from serve.backends import load_backend
 from serve.long_text import plan_windows, split_text, token_budget
 from serve.scoring import score_file, score_texts
-from serve.tabular_io import escape_formulas, read_chunks, scan_input
+from training.tables import escape_formulas, read_chunks, scan_input
 
 STATEMENTS = [
     "We are ready to sit down with them tomorrow and talk about a ceasefire.",
