@@ -76,7 +76,7 @@ def csv_error(
                 "the file is probably in another encoding (Windows-1252, Latin-1...): save "
                 "it as UTF-8"
             )
-    # pyarrow 26 opens this message with "Row #N: ", older versions do not
+    # pyarrow's serial reader (one CPU) opens this message with "Row #N: "
     counts = re.search(r"Expected (\d+) columns?, got (\d+): (.*)", message, re.DOTALL)
     if counts:
         expected, got, text = int(counts[1]), int(counts[2]), counts[3]
