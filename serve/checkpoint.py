@@ -2,9 +2,9 @@
 
 A run scoring ``out.csv`` works in the folder ``out.csv.parts/`` beside it:
 
-- each finished chunk is written to ``part-NNNNNN.parquet`` (temp file, fsync, rename),
-  and only then is it added to ``manifest.json`` (temp file, fsync, rename), so the
-  manifest never lists a part that is not completely on disk;
+- each finished chunk is written to ``part-NNNNNN.parquet`` (temp file, fsync, rename:
+  ``model.files.atomic_path``), and only then is it added to ``manifest.json`` (the same),
+  so the manifest never lists a part that is not completely on disk;
 - a run killed at any point (even SIGKILL) leaves the parts the manifest lists; ``--resume``
   checks that the input, the model and the options are those of the interrupted run and
   goes on from the first row that no listed part holds: no row lost, none scored twice;
@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.errors import DataError
-from serve.tabular_io import TableWriter, fsync_dir, fsync_file, write_part
+from model.files import atomic_path, atomic_write_text
+from training.tables import TableWriter, write_part
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
@@ -159,15 +159,10 @@ class WorkDir:
             ) from err
 
     def save(self, manifest: Manifest) -> None:
-        tmp = self.path / f".{MANIFEST}.tmp"
         try:
-            tmp.write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="utf-8")
-            fsync_file(tmp)
-            os.replace(tmp, self.manifest_path)
+            atomic_write_text(self.manifest_path, json.dumps(asdict(manifest), indent=1) + "\n")
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise self._write_error(self.manifest_path, err, manifest) from err
-        fsync_dir(self.path)
 
     def add_part(
         self, manifest: Manifest, table: pa.Table, first_row: int, **counts: int
@@ -219,7 +214,7 @@ class WorkDir:
         """Remove what a killed run left half-written: temp parts and a temp output."""
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
-        pattern = f".{glob.escape(self.output.name)}.{'?' * 12}.tmp"  # see exclusive_temp
+        pattern = f".{glob.escape(self.output.name)}.{'?' * 8}.tmp"  # atomic_path's temp names
         for tmp in self.output.parent.glob(pattern):
             tmp.unlink(missing_ok=True)
 
@@ -247,33 +242,19 @@ def _part_tables(parts: list[Path]):
 
 
 def write_atomically(output: Path, fmt: str, schema: pa.Schema, tables) -> int:
-    """Stream ``tables`` into a temp file beside ``output``, then rename it into place."""
-    tmp = exclusive_temp(output)
-    writer = None
-    try:
+    """Stream ``tables`` into a temp file beside ``output``, then rename it into place.
+
+    The temp file (``model.files.atomic_path``) has a random name and is created with
+    ``O_EXCL``, so a link planted beside the output is never written through.
+    """
+    with atomic_path(output) as tmp:
         writer = TableWriter(tmp, fmt, schema)
-        for table in tables:
-            writer.write(table)
-        writer.close()
-        fsync_file(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        if writer is not None:
+        try:
+            for table in tables:
+                writer.write(table)
+            writer.close()
+        except BaseException:
             with contextlib.suppress(Exception):  # closing flushes: it can fail again
                 writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(output.parent)
+            raise
     return writer.rows
-
-
-def exclusive_temp(output: Path) -> Path:
-    """A new, empty file beside ``output`` with an unguessable name, created by us alone."""
-    while True:
-        tmp = output.with_name(f".{output.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from model.files import atomic_write_text, fsync_dir
 from model.paths import detente_home
 from training.validation import normalise_text
 
@@ -194,22 +194,10 @@ class CorrectionStore:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def _rewrite(self, lines: list[str]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.writelines(lines)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.path.parent)
+        atomic_write_text(self.path, "".join(lines))
 
 
 def check_label(head: str, value: str | None, allowed: Sequence[str]) -> None:
@@ -228,17 +216,3 @@ def _ends_with_newline(path: Path) -> bool:
             return True
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a new or renamed entry durable (POSIX; a no-op where directories cannot open)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

@@ -136,9 +136,10 @@ class DemoHandlers:
         except BatchError as err:
             raise user_error(f"Cannot score this input: {err}") from err
         labels = self.runner.stance_labels
-        path = write_scored(result.table, result.fmt, self.download_folder(),
+        path = write_scored(result.output, result.fmt, self.download_folder(),
                             stem=f"detente-scored-{time.strftime('%Y%m%d-%H%M%S')}")
-        return (summary_markdown(result, labels), display_table(result.table, labels),
+        view = display_table(result.table, labels, result.text_column, result.id_column)
+        return (summary_markdown(result, labels), view,
                 stance_chart(result.table, labels), sentiment_histogram(result.table), str(path))
 
     def download_folder(self) -> Path:

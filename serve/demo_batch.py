@@ -1,10 +1,15 @@
 """The demo's batch tab: read pasted lines or an upload, score them, chart and save them.
 
-The output has the columns of ``detente score`` (issue 5): every input column, then
-``stance``, ``p_<label>`` per stance label, ``sentiment``, ``sentiment_score``,
-``model_version`` and ``error``; an ``id`` (the 1-based row number) is added when the input
-has none. Input columns whose names collide with an output column (a labelled file's gold
-``stance``) are kept as ``input_<name>``.
+An upload is read, scored and written exactly as ``detente score`` reads, scores and
+writes it: through ``training.tables`` (``scan_input``, ``read_chunks``, ``TableWriter``)
+and ``serve.scoring``'s output layout (``plan_layout``), so the scored file has the columns
+and types of ``detente score``'s output for the same file (issue 5): every input column as
+``detente score`` types it, preceded by an int64 ``id`` (the 1-based row number) when the
+input has none, then ``stance``, ``p_<label>`` per stance label, ``sentiment``,
+``sentiment_score``, ``model_version`` and ``error``. Input columns whose names collide with
+an output column (a labelled file's gold ``stance``) are kept as ``input_<name>``. A file
+that cannot be read gets ``detente score``'s sentence (the file's name, not its path).
+Pasted lines are a one-column table, ``text``, as a CSV file of them would be.
 
 Rows are scored by the same per-row logic as ``detente score``
 (``serve.scoring.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
@@ -13,7 +18,9 @@ reason in ``error``, and a text longer than the model's window is split into sen
 windows whose probabilities are averaged, never silently truncated. So a row gets the
 same numbers here as from ``detente score --backend torch`` (and within 1e-4 of the
 ONNX fp32 backend). The demo's own per-row limit ``max_row_chars`` (default: ``detente
-score``'s) only ever adds an error, never changes a number.
+score``'s) only ever adds an error, never changes a number. Unlike ``detente score``, a
+text column that holds no text at all (Parquet numbers) is scored row by row, each row
+saying why, rather than refused.
 
 Scoring runs in memory in chunks of at most ``CHUNK_ROWS`` rows and about ``CHUNK_CHARS``
 characters, each under the runner's fair lock, so a single-statement request waits for one
@@ -23,10 +30,12 @@ chunk at most (see ``serve.runner``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,10 +44,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from model.errors import DataError
+from model.files import atomic_path
 from serve.runner import ModelRunner
-from serve.scoring import MAX_TEXT_CHARS, Scores, scored_columns, text_error
-from serve.tabular_io import escape_formula as escape_text_formula
-from training.data import detect_format, read_table
+from serve.scoring import MAX_TEXT_CHARS, Layout, Scores, plan_layout, scored_columns, text_error
+from training.tables import TableWriter, detect_format, read_chunks, scan_input
 
 CHUNK_ROWS = 64
 CHUNK_CHARS = 32_000  # about 64 statements of 500 characters; a longer row is a chunk alone
@@ -61,15 +70,29 @@ class BatchError(ValueError):
 
 
 @dataclass
-class BatchResult:
-    table: pd.DataFrame  # the scored rows, in input order
+class BatchInput:
+    """Rows to score, as ``detente score`` reads them."""
+
+    table: pa.Table  # the input columns, typed as detente score types them
+    texts: list[Any]  # the raw cells of the text column (a JSON 42 stays 42: an error)
+    text_column: str
+    id_column: str | None  # the input's id column; None: ``id``, added when missing
     fmt: str  # the output format: the upload's own, csv for pasted lines
+
+
+@dataclass
+class BatchResult:
+    table: pd.DataFrame  # the scored rows, in input order, for the page and the charts
+    output: pa.Table  # the same rows as detente score writes them: what the download holds
+    fmt: str
     seconds: float
     source: str
+    text_column: str = "text"  # names of the text and id columns in ``table``/``output``
+    id_column: str = "id"
 
 
-def read_pasted(text: str, limits: BatchLimits) -> pd.DataFrame:
-    """One statement per non-blank line, numbered from 1."""
+def read_pasted(text: str, limits: BatchLimits) -> BatchInput:
+    """One statement per non-blank line: a ``text`` column, numbered from 1 when scored."""
     size = len((text or "").encode("utf-8", errors="replace"))
     if size > limits.max_bytes:
         raise BatchError(
@@ -80,13 +103,17 @@ def read_pasted(text: str, limits: BatchLimits) -> pd.DataFrame:
     if not lines:
         raise BatchError("paste at least one statement (one per line) or upload a file")
     check_row_count(len(lines), limits)
-    return pd.DataFrame({"id": [str(i) for i in range(1, len(lines) + 1)], "text": lines})
+    return BatchInput(pa.table({"text": pa.array(lines, pa.string())}), lines, "text", None,
+                      "csv")
 
 
 def read_upload(
     path: str | Path, limits: BatchLimits, text_column: str = "text", id_column: str = "id"
-) -> tuple[pd.DataFrame, str]:
-    """Read an uploaded CSV/TSV/JSONL/Parquet file within the limits; returns (table, format)."""
+) -> BatchInput:
+    """Read an uploaded CSV/TSV/JSONL/Parquet file within the limits, as detente score would.
+
+    The row count comes from the scan, before any row is held in memory.
+    """
     path = Path(path)
     size = path.stat().st_size
     if size > limits.max_bytes:
@@ -94,21 +121,24 @@ def read_upload(
             f"the file is {size / 2**20:.1f} MB; the demo takes files up to "
             f"{limits.max_bytes / 2**20:.0f} MB. Score larger files with detente score."
         )
+    text_column = (text_column or "text").strip()
+    id_column = (id_column or "id").strip()
     try:
         fmt = detect_format(path)
-        frame = read_table(path, fmt)
+        info = scan_input(path, fmt, text_column, check_text=False)
+        if text_column not in info.schema.names:
+            raise BatchError(
+                f"the file has no column {text_column!r}; its columns are "
+                f"{info.schema.names}. Name the text column in 'Text column'."
+            )
+        if info.num_rows == 0:
+            raise BatchError("the file has a header but no rows")
+        check_row_count(info.num_rows, limits)
+        chunk = next(read_chunks(info, info.num_rows))
     except DataError as err:
         raise BatchError(str(err).replace(str(path), path.name)) from err
-    text_column = (text_column or "text").strip()
-    if text_column not in frame.columns:
-        raise BatchError(
-            f"the file has no column {text_column!r}; its columns are {list(frame.columns)}. "
-            "Name the text column in 'Text column'."
-        )
-    if len(frame) == 0:
-        raise BatchError("the file has a header but no rows")
-    check_row_count(len(frame), limits)
-    return normalise_input(frame, text_column, (id_column or "id").strip()), fmt
+    ids = id_column if id_column in info.schema.names else None  # absent: numbered rows
+    return BatchInput(chunk.table, chunk.texts, text_column, ids, fmt)
 
 
 def check_row_count(rows: int, limits: BatchLimits) -> None:
@@ -117,23 +147,6 @@ def check_row_count(rows: int, limits: BatchLimits) -> None:
             f"{rows:,} statements; the demo scores at most {limits.max_rows:,} at once. "
             "Split the file, or score it with detente score."
         )
-
-
-def normalise_input(frame: pd.DataFrame, text_column: str, id_column: str) -> pd.DataFrame:
-    """Canonical ``id`` and ``text`` columns first; colliding columns renamed ``input_*``."""
-    frame = frame.reset_index(drop=True)
-    ids = frame[id_column] if id_column in frame.columns else pd.Series(
-        [str(i) for i in range(1, len(frame) + 1)])
-    texts = frame[text_column]
-    rest = frame.drop(columns=[c for c in (text_column, id_column) if c in frame.columns])
-    out = pd.DataFrame({"id": ids.to_numpy(dtype=object), "text": texts.to_numpy(dtype=object)})
-    for column in rest.columns:
-        name = str(column)
-        out[name if name not in RESERVED else f"input_{name}"] = rest[column].to_numpy()
-    return out
-
-
-RESERVED = {"id", "text", "stance", "sentiment", "sentiment_score", "model_version", "error"}
 
 
 def row_error(value: object, max_chars: int, column: str = "text") -> str | None:
@@ -145,35 +158,31 @@ def row_error(value: object, max_chars: int, column: str = "text") -> str | None
     return error
 
 
-def score_table(
-    frame: pd.DataFrame,
+def score_rows(
+    batch: BatchInput,
     runner: ModelRunner,
     limits: BatchLimits,
     progress: Callable[[float, str], None] | None = None,
-    column: str = "text",
-) -> pd.DataFrame:
-    """Add the prediction columns to ``frame`` (which has ``id`` and ``text``).
-
-    ``column`` is the text column's name in the user's file, used in error messages.
-    """
-    values = frame["text"].tolist()
+) -> Scores:
+    """Score the text cells of ``batch``, a chunk at a time under the model's lock."""
+    values = batch.texts
     n = len(values)
     scores = Scores(
         np.full((n, len(runner.stance_labels)), np.nan),
         np.full((n, len(runner.sentiment_labels)), np.nan),
-        [row_error(v, limits.max_row_chars, column) for v in values],
+        [row_error(v, limits.max_row_chars, batch.text_column) for v in values],
         np.zeros(n, dtype=bool),
     )
     todo = [i for i, e in enumerate(scores.errors) if e is None]
     done = 0
     for rows in chunks(todo, [len(v) if isinstance(v, str) else 0 for v in values]):
-        part = runner.score_rows([values[i] for i in rows], column=column)
+        part = runner.score_rows([values[i] for i in rows], column=batch.text_column)
         scores.stance[rows], scores.sentiment[rows] = part.stance, part.sentiment
         scores.windowed[rows] = part.windowed
         done += len(rows)
         if progress is not None:
             progress(done / len(todo), f"scored {done:,} of {len(todo):,}")
-    return add_prediction_columns(frame, scores, runner)
+    return scores
 
 
 def chunks(rows: list[int], chars: list[int]) -> list[list[int]]:
@@ -196,57 +205,76 @@ def chunks(rows: list[int], chars: list[int]) -> list[list[int]]:
     return out
 
 
-def add_prediction_columns(
-    frame: pd.DataFrame, scores: Scores, runner: ModelRunner
+def output_table(batch: BatchInput, scores: Scores, runner: ModelRunner) -> tuple[pa.Table, Layout]:
+    """The rows as ``detente score`` writes them: its layout, its scored columns."""
+    config = runner.classifier.config
+    layout = plan_layout(batch.table.schema, batch.id_column, config)
+    scored = scored_columns(scores, config, runner.classifier.model_version)
+    return layout.build(batch.table, scored, 0), layout
+
+
+def output_name(layout: Layout, column: str | None) -> str:
+    """The name an input column has in the output (``input_<name>`` after a clash)."""
+    if column is None:
+        return "id"
+    return layout.renamed[layout.input_schema.names.index(column)]
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` for pandas: text as Python objects, None where there is none.
+
+    pandas' own string type would turn a missing label or error into NaN.
+    """
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            columns[name] = pd.Series(column.to_pylist(), dtype=object)
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns)
+
+
+def display_table(
+    scored: pd.DataFrame, stance_labels: list[str], text_column: str = "text",
+    id_column: str = "id",
 ) -> pd.DataFrame:
-    """``frame`` plus the scored columns, built exactly as ``detente score`` builds them."""
-    out = frame.copy()
-    columns = scored_columns(scores, runner.classifier.config, runner.classifier.model_version)
-    for name, values in columns.items():
-        if pa.types.is_floating(values.type):  # float32 as written by detente score
-            out[name] = values.to_numpy(zero_copy_only=False)
-        else:  # labels and errors: None where there is none (not pandas' string NaN)
-            out[name] = pd.Series(values.to_pylist(), dtype=object, index=out.index)
-    return out
-
-
-def display_table(scored: pd.DataFrame, stance_labels: list[str]) -> pd.DataFrame:
-    """The columns a person reads on screen; the download has everything."""
-    columns = ["id", "text", "stance", *[f"p_{label}" for label in stance_labels],
+    """The columns a person reads on screen, as ``id`` and ``text``; the download has all."""
+    columns = [id_column, text_column, "stance", *[f"p_{label}" for label in stance_labels],
                "sentiment", "sentiment_score", "error"]
     view = scored[columns].copy()
+    view.columns = ["id", "text", *columns[2:]]
     numeric = [c for c in columns if c.startswith("p_")] + ["sentiment_score"]
     view[numeric] = view[numeric].round(3)
+    view["id"] = view["id"].map(_id_text)
     view["text"] = view["text"].map(lambda t: t if isinstance(t, str) else "")
     view["error"] = view["error"].map(lambda e: e or "")
     return view
 
 
-def escape_formula(value: object) -> object:
-    """Stop a spreadsheet from running a cell as a formula (``=cmd()``, ``@SUM``, ...).
+def _id_text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
-    The same rule as ``detente score`` (``serve.tabular_io.escape_formula``), so a file
-    downloaded from the demo is as safe to open as one scored on the command line.
+
+def write_scored(
+    scored: pa.Table | pd.DataFrame, fmt: str, folder: Path, stem: str = "scored"
+) -> Path:
+    """Write the scored rows in ``fmt`` (csv, tsv, jsonl, parquet) under ``folder``.
+
+    ``detente score``'s writer: formula-looking text escaped in CSV/TSV, types kept. A
+    DataFrame is converted with Arrow's rules first; ``BatchResult.output`` needs none.
     """
-    return escape_text_formula(value) if isinstance(value, str) else value
-
-
-def write_scored(scored: pd.DataFrame, fmt: str, folder: Path, stem: str = "scored") -> Path:
-    """Write the scored table in ``fmt`` (csv, tsv, jsonl, parquet) under ``folder``."""
+    if isinstance(scored, pd.DataFrame):
+        scored = pa.Table.from_pandas(scored, preserve_index=False)
     fmt = fmt if fmt in OUTPUT_SUFFIX else "csv"
     path = folder / f"{stem}{OUTPUT_SUFFIX[fmt]}"
-    if fmt in ("csv", "tsv"):
-        text_columns = [c for c in scored.columns if scored[c].dtype == object
-                        or pd.api.types.is_string_dtype(scored[c])]
-        safe = scored.copy()
-        for column in text_columns:
-            safe[column] = safe[column].map(escape_formula)
-        safe.columns = [escape_text_formula(str(c)) for c in safe.columns]
-        safe.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
-    elif fmt == "jsonl":
-        scored.to_json(path, orient="records", lines=True, force_ascii=False)
-    else:
-        scored.astype({"id": str}).to_parquet(path, index=False)
+    with atomic_path(path, durable=False) as tmp:
+        writer = TableWriter(tmp, fmt, scored.schema)
+        try:
+            writer.write(scored)
+        finally:
+            writer.close()
     return path
 
 
@@ -315,11 +343,13 @@ def run_batch(
 ) -> BatchResult:
     """Read (file wins over pasted lines), score, and time one batch."""
     if upload:
-        frame, fmt = read_upload(upload, limits, text_column, id_column)
+        batch = read_upload(upload, limits, text_column, id_column)
         source = f"`{Path(upload).name}`"
     else:
-        frame, fmt, source = read_pasted(pasted or "", limits), "csv", "the pasted lines"
+        batch, source = read_pasted(pasted or "", limits), "the pasted lines"
     started = time.perf_counter()
-    column = (text_column or "text").strip() if upload else "text"
-    scored = score_table(frame, runner, limits, progress, column=column)
-    return BatchResult(scored, fmt, time.perf_counter() - started, source)
+    scores = score_rows(batch, runner, limits, progress)
+    output, layout = output_table(batch, scores, runner)
+    return BatchResult(to_frame(output), output, batch.fmt, time.perf_counter() - started,
+                       source, output_name(layout, batch.text_column),
+                       output_name(layout, batch.id_column))

@@ -44,7 +44,7 @@ from serve.scoring import (
     scored_columns,
     write_output,
 )
-from serve.tabular_io import MISSING, csv_options, json_values, text_encoding
+from training.tables import MISSING, csv_options, json_values, text_encoding
 
 PRE_ERROR = SCORE_PREFIX + "text_error"
 WINDOWED = "windowed"  # travels as __detente_windowed: rows read in several windows

@@ -1,7 +1,7 @@
 """Batch scoring of files: ``score_file`` (``detente score``), streaming, resumable, in order.
 
 Input: CSV, TSV, JSONL or Parquet (by extension or ``fmt``), read in chunks of
-``chunk_size`` rows so memory stays flat however large the file (see ``tabular_io``).
+``chunk_size`` rows so memory stays flat however large the file (see ``training.tables``).
 
 Output: one row per input row, in input order, in any of the same formats:
 
@@ -50,7 +50,7 @@ too. A cell that is exactly a plain number (``-5``, ``+1.5e3``, ``.25``; no whit
 is left alone: it cannot run anything, and a quote would turn the number into text. Only
 cells are changed, never the characters inside them; JSONL and Parquet output, which
 spreadsheets do not open as formulas, are written as they are. Rules in
-``serve.tabular_io.FORMULA_START`` and ``PLAIN_NUMBER``.
+``training.tables.FORMULA_START`` and ``PLAIN_NUMBER``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ from serve.checkpoint import (
     write_atomically,
 )
 from serve.loading import load_classifier
-from serve.tabular_io import MISSING, InputInfo, detect_format, read_chunks, scan_input
+from training.tables import MISSING, InputInfo, detect_format, read_chunks, scan_input
 
 DEFAULT_CHUNK_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 32

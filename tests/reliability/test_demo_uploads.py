@@ -33,7 +33,7 @@ from serve.corrections import CorrectionStore
 from serve.demo import DemoHandlers, launch
 from serve.demo_batch import BatchLimits
 from serve.runner import ModelRunner
-from training.data import read_table
+from training.tables import read_table
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 LIMITS = BatchLimits(max_rows=200, max_bytes=3_000_000)
@@ -75,19 +75,20 @@ class Upload:
         return path
 
 
+# The upload is read as `detente score` reads it, so it is refused with the same sentences.
 REFUSED = [
     Upload("empty.csv", b"", r"empty\.csv is empty"),
     Upload("header_only.csv", b"id,text\n", r"header but no rows"),
     Upload("no_text_column.csv", b"id,body\n1,hello\n", r"no column 'text'.*'body'"),
-    Upload("binary.csv", JUNK, r"not valid UTF-8.*line 2"),
-    Upload("binary.parquet", JUNK, r"could not parse binary\.parquet as parquet"),
+    Upload("binary.csv", JUNK, r"binary\.csv as CSV: it holds NUL bytes, so it is not a text"),
+    Upload("binary.parquet", JUNK, r"could not read binary\.parquet as Parquet"),
     Upload("corrupt.parquet", corrupt_parquet, r"could not (read|parse) corrupt\.parquet"),
     Upload("invalid_utf8.csv", f"id,text\n1,{OK}\n2,bad \xff byte\n".encode("latin-1"),
-           r"not valid UTF-8 text: line 3 has the byte 0xff"),
+           r"row 2, column 'text' is not valid UTF-8 \(b'bad \\xff byte'\)"),
     Upload("unclosed_quote.csv", f'id,text\n1,{OK}\n2,"never closed\n'.encode(),
-           r"quoted field that starts on line 3 is never closed"),
+           r"row 2 opens a quote in column 'text' that is never closed"),
     Upload("extra_fields.csv", f"id,text\n1,{OK}\n2,a,b,c\n".encode(),
-           r"line 3 has 4 fields where the header has 2"),
+           r"row 2 \(line 3\) has 4 field\(s\) where the header has 2"),
     Upload("broken.jsonl", jsonl([{"text": OK}]) + b'{"text": \n', r"line 2: not valid JSON"),
     Upload("statements.txt", f"id,text\n1,{OK}\n".encode(), r"cannot tell the format"),
 ]
@@ -100,7 +101,7 @@ MIXED_ROWS = [
 ]
 SCORED = [
     Upload("mixed_types.jsonl", jsonl(MIXED_ROWS),
-           ids=["a", "b", "c", "d", "e", "f", "g", 7, None],
+           ids=["a", "b", "c", "d", "e", "f", "g", "7", None],  # mixed types: text
            errors=[False, True, True, True, True, True, True, False, False]),
     Upload("numbers_in_text.parquet",
            lambda p: pq.write_table(pa.table({"id": ["x", "y"], "text": [1, 2]}), p),

@@ -2,7 +2,7 @@
 
 A table of random unicode strings (commas, quotes, tabs, newlines, carriage returns, leading
 ``= + - @``, non-Latin scripts, emoji) written as CSV, TSV, JSONL or Parquet by the usual
-writers comes back through ``training.data.read_table`` and ``load_labelled`` with the same
+writers comes back through ``training.tables.read_table`` and ``load_labelled`` with the same
 row count, order, ids and texts. And whatever JSON values a labelled file holds, reading and
 validating it gives a report, never a crash.
 """
@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model.errors import DataError
-from training.data import load_labelled, read_table
+from training.data import load_labelled
+from training.tables import read_table
 from training.validation import validate
 
 SETTINGS = settings(max_examples=50, deadline=None,

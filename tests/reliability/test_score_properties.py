@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from model.classifier import Classifier
 from model.errors import DataError
 from serve.scoring import score_file
-from serve.tabular_io import (
+from training.tables import (
     TableWriter,
     escape_formula,
     escape_formulas,
@@ -155,7 +155,7 @@ def test_scoring_keeps_every_row_in_order_with_its_id(backend, in_fmt, rows, dat
     assert result.errors == sum(bool(row["error"]) for row in got)
 
 
-# ----------------------------------------------------------------------------- tabular_io
+# ----------------------------------------------------------------------------- tables
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -141,7 +141,7 @@ def _is_plain_number(cell: str) -> bool:
 
 
 def test_plain_numbers_are_not_escaped_but_formulas_that_look_numeric_are():
-    from serve.tabular_io import escape_formula
+    from training.tables import escape_formula
 
     for number in ("+0", "-5", "+1.5e3", "-.25", "+5."):
         assert escape_formula(number) == number
@@ -159,7 +159,7 @@ def test_scored_csv_cells_never_start_a_formula(cells, fmt):
     import tempfile
 
     from serve.demo_batch import write_scored
-    from training.data import read_table
+    from training.tables import read_table
 
     texts = [prefix + rest for prefix, rest in cells]
     scored = pd.DataFrame({"id": [f"=id{i}" for i in range(len(texts))], "text": texts,

@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from model.probabilities import calibrated
@@ -15,7 +18,6 @@ from serve.demo_batch import (
     BatchError,
     BatchLimits,
     chunks,
-    escape_formula,
     read_pasted,
     read_upload,
     run_batch,
@@ -25,7 +27,7 @@ from serve.demo_batch import (
 )
 from serve.runner import ModelRunner
 from serve.scoring import score_file
-from training.data import read_table
+from training.tables import escape_formula, read_chunks, read_table, scan_input
 
 LIMITS = BatchLimits(max_rows=50, max_bytes=20_000, max_row_chars=300)
 
@@ -35,9 +37,11 @@ def runner(tiny_classifier) -> ModelRunner:
     return ModelRunner(tiny_classifier)
 
 
-def test_pasted_lines_skip_blanks_and_are_numbered():
-    frame = read_pasted("first\n\n  second  \n\n", LIMITS)
-    assert frame.to_dict("list") == {"id": ["1", "2"], "text": ["first", "second"]}
+def test_pasted_lines_skip_blanks_and_are_numbered(runner):
+    batch = read_pasted("first\n\n  second  \n\n", LIMITS)
+    assert batch.table.to_pydict() == {"text": ["first", "second"]} and batch.fmt == "csv"
+    table = run_batch(runner, LIMITS, pasted="first\n\n  second  \n\n", upload=None).table
+    assert table["id"].tolist() == [1, 2] and table["text"].tolist() == ["first", "second"]
 
 
 def test_too_many_rows_get_a_clear_message(tmp_path):
@@ -61,8 +65,8 @@ def test_a_missing_text_column_is_named(tmp_path):
     path.write_text("body,id\nhello,1\n", encoding="utf-8")
     with pytest.raises(BatchError, match="no column 'text'.*'body'"):
         read_upload(path, LIMITS)
-    frame, fmt = read_upload(path, LIMITS, text_column="body")
-    assert fmt == "csv" and frame["text"].tolist() == ["hello"]
+    batch = read_upload(path, LIMITS, text_column="body")
+    assert batch.fmt == "csv" and batch.texts == ["hello"] and batch.id_column == "id"
 
 
 def test_bad_rows_keep_their_place_with_the_reason(tmp_path, runner):
@@ -90,7 +94,7 @@ def test_output_keeps_input_columns_and_renames_collisions(tmp_path, runner):
     pd.DataFrame({"text": ["Talks now.", "They lied."], "stance": ["pro_negotiation",
                   "accusatory"], "source": ["x", "y"]}).to_csv(path, index=False)
     table = run_batch(runner, LIMITS, pasted=None, upload=path).table
-    assert table["id"].tolist() == ["1", "2"]
+    assert table["id"].tolist() == [1, 2]  # detente score's id: the row number, int64
     assert table["input_stance"].tolist() == ["pro_negotiation", "accusatory"]
     assert table["source"].tolist() == ["x", "y"]
     assert list(table.columns[-7:]) == ["p_pro_negotiation", "p_accusatory", "p_neutral",
@@ -112,7 +116,7 @@ def test_the_scored_file_reads_back_with_every_row(tmp_path, runner, fmt):
 def test_formula_escaping_leaves_numbers_and_plain_text():
     assert escape_formula("@SUM(A1)") == "'@SUM(A1)"
     assert escape_formula("-negative tone") == "'-negative tone"
-    assert escape_formula("plain") == "plain" and escape_formula(-0.5) == -0.5
+    assert escape_formula("plain") == "plain" and escape_formula("-0.5") == "-0.5"
 
 
 def test_charts_are_figures_with_every_label(runner):
@@ -161,3 +165,77 @@ def test_chunks_hold_the_model_lock_for_a_bounded_amount_of_text():
     sizes = [100, CHUNK_CHARS, 100, 100]  # a long row makes a chunk of its own
     assert chunks([0, 1, 2, 3], sizes) == [[0], [1], [2, 3]]
     assert chunks([1, 3], sizes) == [[1], [3]] and chunks([], []) == []
+
+
+# --- the download is detente score's output -------------------------------------------------
+
+MIXED_JSONL = [
+    {"id": "a", "text": "We are ready to talk.", "n": 1, "meta": {"k": [1]}, "stance": "x"},
+    {"id": 7, "text": 42, "n": 2.5, "meta": [2], "flag": True},
+    {"text": None, "n": None, "flag": False},
+    {"id": "d", "note": "=HYPERLINK(\"x\")", "text": "They shelled the port."},
+]
+
+
+def typed_parquet(path):
+    table = pa.table({
+        "text": ["Talks now.", None, "=1+1 they lied"], "n": pa.array([1, None, 3], pa.int32()),
+        "score": [0.5, 1.5, None], "ok": [True, None, False],
+        "when": pa.array([0, 86_400, None], pa.timestamp("s")),
+        "sentiment": ["positive", "negative", None],  # gold labels: kept as input_sentiment
+    })
+    pq.write_table(table, path)
+
+
+UPLOADS = {
+    "csv": lambda p: p.write_text('text,stance,id,source\nTalks now.,neutral,r1,=wire\n'
+                                  ',accusatory,r2,tv\n"Two\nlines",,r3,radio\n',
+                                  encoding="utf-8"),
+    "tsv": lambda p: p.write_text("text\tscore\n-5 said no\t0.5\nWe talk.\t\n", encoding="utf-8"),
+    "jsonl": lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in MIXED_JSONL),
+                                    encoding="utf-8"),
+    "parquet": typed_parquet,
+}
+
+
+def column_types(path, fmt) -> list[tuple[str, str]]:
+    """(name, type) of each column as a reader of that format sees the file."""
+    if fmt == "parquet":
+        schema = pq.read_schema(path)
+    elif fmt == "jsonl":
+        schema = scan_input(path, fmt, "text", check_text=False).schema
+    else:  # CSV holds text: compare what type inference makes of each column
+        schema = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
+            delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)).schema
+    return [(f.name, str(f.type)) for f in schema]
+
+
+@pytest.mark.parametrize("fmt", list(UPLOADS))
+def test_the_download_has_the_columns_and_types_of_score_file(tmp_path, runner,
+                                                              tiny_model_dir, fmt):
+    upload = tmp_path / f"in.{fmt}"
+    UPLOADS[fmt](upload)
+    result = run_batch(runner, LIMITS_LONG, pasted=None, upload=upload)
+    demo = write_scored(result.output, result.fmt, tmp_path)  # what demo.py does
+    cli = tmp_path / f"cli.{fmt}"
+    score_file(upload, cli, model=tiny_model_dir, backend="torch", progress=False)
+    assert demo.suffix == cli.suffix
+    assert column_types(demo, fmt) == column_types(cli, fmt)
+    assert result.output.schema.equals(pq.read_schema(  # the table behind the download too
+        score_parquet(upload, tmp_path, tiny_model_dir)), check_metadata=False)
+    for column in ("id", "text", "error", "model_version"):
+        if column in result.output.column_names:
+            assert read_column(demo, fmt, column) == read_column(cli, fmt, column), column
+
+
+def score_parquet(upload, folder, model):
+    out = folder / "cli-typed.parquet"
+    score_file(upload, out, model=model, backend="torch", progress=False)
+    return out
+
+
+def read_column(path, fmt, name) -> list:
+    if fmt == "parquet":
+        return pq.read_table(path).column(name).to_pylist()
+    info = scan_input(path, fmt, "text", check_text=False)
+    return [v for chunk in read_chunks(info, 100) for v in chunk.table.column(name).to_pylist()]

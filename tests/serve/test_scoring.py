@@ -19,7 +19,7 @@ from model.errors import DataError
 from model.long_text import plan_windows, split_text, token_budget
 from model.probabilities import calibrated
 from serve.scoring import score_file, score_texts
-from serve.tabular_io import escape_formulas, read_chunks, scan_input
+from training.tables import escape_formulas, read_chunks, scan_input
 
 STATEMENTS = [
     "We are ready to sit down with them tomorrow and talk about a ceasefire.",
