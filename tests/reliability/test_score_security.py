@@ -25,7 +25,7 @@ from serve.checkpoint import ScoreWriteError
 from serve.scoring import score_file
 
 REPO = Path(__file__).resolve().parents[2]
-SCORING_MODULES = ["scoring", "tabular_io", "checkpoint", "long_text", "cli_score",
+SCORING_MODULES = ["scoring", "tabular_io", "checkpoint", "long_text", "cli/score",
                    "ray_engine"]
 
 
