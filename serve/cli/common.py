@@ -12,6 +12,7 @@ every command module, and must stay fast.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Collection, Iterator, Sequence
@@ -97,8 +98,6 @@ def parse_arguments(
 
 def description_of(command: Any) -> str:
     """A command's docstring as its ``--help`` description, the same text typer lists."""
-    import inspect
-
     return inspect.getdoc(command) or ""
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from serve.cli.common import description_of, parse_arguments, user_errors_fail
+from training.arguments import DataCheckArguments
 
 
 def check(ctx: typer.Context) -> None:
     """Validate a labelled file; prints every problem with its rows, exit 1 on errors."""
-    from training.arguments import DataCheckArguments
     from training.data import ColumnNames, load_labelled
     from training.validation import CORPUS_COLUMNS, validate
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from serve.cli.common import description_of, parse_arguments, user_errors_fail
+from training.arguments import EvaluateArguments
 
 
 def evaluate(ctx: typer.Context) -> None:
     """Score a model on labelled data beside baselines; write a report with plots."""
-    from training.arguments import EvaluateArguments
     from training.evaluation import evaluate as run
     from training.report import summary_table
 

@@ -68,8 +68,9 @@ class DataclassParser(HfArgumentParser):
                          formatter_class=HelpFormatter, allow_abbrev=False)
 
     def _parse_dataclass_field(self, parser: Any, field: dataclasses.Field) -> None:
-        # Overrides HfArgumentParser's hook for the two kinds of field it cannot express; every
-        # other field (numbers, text, choices, lists) is left to it.
+        # Overrides HfArgumentParser's per-field hook (transformers 5, which pyproject pins)
+        # for the two kinds of field it cannot express; every other field (numbers, text,
+        # choices, lists) is left to it. tests/serve/test_cli_parsing.py pins the behaviour.
         if field.name in self.positional:
             add_positional(parser, field)
         elif _without_none(field.type) is bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from serve.cli.common import description_of, parse_arguments, user_errors_fail
+from training.arguments import RetrainArguments
 
 
 def retrain(ctx: typer.Context) -> None:
     """Continue training on new rows while replaying original data; print before/after."""
-    from training.arguments import RetrainArguments
     from training.retrain import format_comparison
     from training.retrain import retrain as run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from serve.cli.common import description_of, user_errors_fail
+from training.arguments import TrainArguments
 
 
 def train(ctx: typer.Context) -> None:
@@ -13,7 +14,6 @@ def train(ctx: typer.Context) -> None:
     --config reads the arguments from a YAML or JSON file; flags given beside it win.
     """
     from serve.cli.parsing import DataclassParser
-    from training.arguments import TrainArguments
     from training.trainer import format_summary
     from training.trainer import train as run_training
 
