@@ -28,6 +28,7 @@ import gradio as gr  # noqa: E402
 
 from model.classifier import Classifier, Prediction  # noqa: E402
 from model.labels import HEADS  # noqa: E402
+from serve.arguments import DEFAULT_HOST, DEFAULT_PORT  # noqa: E402
 from serve.corrections import CorrectionError, CorrectionStore  # noqa: E402
 from serve.demo_about import about_tab, model_line  # noqa: E402
 from serve.demo_batch import (  # noqa: E402
@@ -44,8 +45,6 @@ from serve.demo_content import EXAMPLES, INTRO, LABEL_GUIDE  # noqa: E402
 from serve.explain import summary_markdown as explanation_markdown  # noqa: E402
 from serve.runner import ModelRunner  # noqa: E402
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
 LOW_CONFIDENCE = 0.5  # top stance probability below this: say the label is uncertain
 CLOSE_CALL = 0.15  # or the top two within this margin
 DOWNLOAD_MAX_AGE_S = 2 * 3600

@@ -1,4 +1,11 @@
-"""The arguments of ``detente train``: one dataclass, readable from the CLI or a YAML/JSON file."""
+"""The arguments of ``detente train``, ``evaluate``, ``retrain`` and ``data check``.
+
+One dataclass per command, each field with its default and its help text (field metadata):
+the command line is built from these (``serve.cli.parsing``), and Python callers pass the
+same dataclasses, so a default lives in exactly one place. Fields several commands share
+(the column names, ``allow_pickle``) are made by one function each below, for the same
+reason. ``TrainArguments`` can also be read from a YAML/JSON file.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,30 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+ALLOW_PICKLE_HELP = ("Also load pickled weights (pytorch_model.bin), which can run arbitrary "
+                     "code: only for a model from a source you trust.")
+
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
+
+
+def text_column_field() -> Any:
+    """The statement column: the same default and help in every command that reads rows."""
+    return field(default="text", metadata=_help("Column holding the statement."))
+
+
+def stance_column_field() -> Any:
+    return field(default="stance", metadata=_help("Column holding the stance label."))
+
+
+def sentiment_column_field() -> Any:
+    return field(default="sentiment", metadata=_help("Column holding the sentiment label."))
+
+
+def allow_pickle_field() -> Any:
+    """Off unless asked: a pickled model file can run code when it loads."""
+    return field(default=False, metadata=_help(ALLOW_PICKLE_HELP))
 
 
 @dataclass
@@ -37,10 +65,9 @@ class TrainArguments:
         "(../shared/data/newsmtsc/train.jsonl). Their split column is ignored."))
     extra_data_max_rows: int | None = field(default=None, metadata=_help(
         "Use at most this many rows of each --extra-data file (a random sample)."))
-    text_column: str = field(default="text", metadata=_help("Column holding the statement."))
-    stance_column: str = field(default="stance", metadata=_help("Column holding the stance label."))
-    sentiment_column: str = field(default="sentiment", metadata=_help(
-        "Column holding the sentiment label."))
+    text_column: str = text_column_field()
+    stance_column: str = stance_column_field()
+    sentiment_column: str = sentiment_column_field()
     split_column: str = field(default="split", metadata=_help(
         "Column holding train/validation/test."))
     validation_fraction: float = field(default=0.15, metadata=_help(
@@ -133,3 +160,101 @@ class TrainArguments:
         values.update(overrides)
         values["config"] = str(path)
         return cls(**values)
+
+
+@dataclass
+class EvaluateArguments:
+    """What ``detente evaluate`` measures and where the report goes.
+
+    The defaults measure the default model on the test split of the bundled real statements,
+    the numbers the model card reports.
+    """
+
+    model: str | None = field(default=None, metadata=_help(
+        "Model folder. Default: the default model."))
+    data: str | None = field(default=None, metadata=_help(
+        "Labelled file. Default: the bundled real statements; metrics per source when the "
+        "file has a source column."))
+    report: str = field(default="report", metadata=_help(
+        "Folder for metrics.json, report.md and plots."))
+    split: str | None = field(default="test", metadata=_help(
+        "Split to use when the file has a split column ('all' for every row)."))
+    train_data: str | None = field(default=None, metadata=_help(
+        "Training rows for the baselines. Default: the train splits of the bundled written "
+        "corpus and real statements."))
+    text_column: str = text_column_field()
+    stance_column: str = stance_column_field()
+    sentiment_column: str = sentiment_column_field()
+    batch_size: int = field(default=64, metadata=_help("Statements per forward pass."))
+    n_errors: int = field(default=20, metadata=_help(
+        "Most confident errors listed in the report."))
+    allow_pickle: bool = allow_pickle_field()
+
+
+@dataclass
+class RetrainArguments:
+    """How ``detente retrain`` continues a fine-tuned model on new rows.
+
+    Its defaults differ from ``TrainArguments`` on purpose: a lower learning rate and less
+    patience, because the model already knows the task and a few new rows overfit fast.
+    """
+
+    from_model: str = field(metadata=_help(
+        "The fine-tuned model folder to continue from.", aliases=["--from"]))
+    data: str = field(metadata=_help(
+        "Newly labelled rows (e.g. the demo's corrections.jsonl)."))
+    output: str | None = field(default=None, metadata=_help(
+        "Folder for the new model. Required unless --force (then --from is overwritten)."))
+    force: bool = field(default=False, metadata=_help(
+        "Allow overwriting an existing model (with no --output: --from)."))
+    replay_data: str | None = field(default=None, metadata=_help(
+        "Original training data to replay. Default: the bundled written corpus and real "
+        "statements, the files of the default model that carry both labels."))
+    replay_ratio: float = field(default=2.0, metadata=_help(
+        "Replayed original rows per new training row."))
+    holdout_fraction: float = field(default=0.2, metadata=_help(
+        "Share of the new rows held out to measure the gain."))
+    stance_labels: list[str] | None = field(default=None, metadata=_help(
+        "The new model's stance labels, comma-separated. Default: the old ones plus any new "
+        "in --data."))
+    sentiment_labels: list[str] | None = field(default=None, metadata=_help(
+        "The new model's sentiment labels, comma-separated. Default: old plus new."))
+    epochs: float = field(default=3.0, metadata=_help("Maximum epochs."))
+    learning_rate: float = field(default=3e-5, metadata=_help("Peak learning rate (AdamW)."))
+    batch_size: int = field(default=32, metadata=_help("Training batch size per device."))
+    seed: int = field(default=42, metadata=_help("Random seed."))
+    early_stopping_patience: int = field(default=1, metadata=_help(
+        "Stop after this many evaluations without improvement."))
+    text_column: str = text_column_field()
+    stance_column: str = stance_column_field()
+    sentiment_column: str = sentiment_column_field()
+    allow_pickle: bool = allow_pickle_field()
+    select_backend: bool = field(default=True, metadata=_help(
+        "After saving, choose what `detente score --backend auto` runs for the new model, "
+        "on the replayed data's validation split (30-60 s)."))
+
+    def __post_init__(self) -> None:
+        # "a,b,c" on the command line and ["a", "b", "c"] from Python mean the same labels.
+        self.stance_labels = _split_labels(self.stance_labels)
+        self.sentiment_labels = _split_labels(self.sentiment_labels)
+
+
+def _split_labels(labels: list[str] | str | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        labels = [labels]
+    split = [part.strip() for label in labels for part in label.split(",") if part.strip()]
+    return split or None
+
+
+@dataclass
+class DataCheckArguments:
+    """Which file ``detente data check`` validates, and how strictly."""
+
+    file: str = field(metadata=_help("Labelled file (CSV, TSV, JSONL, Parquet)."))
+    text_column: str = text_column_field()
+    stance_column: str = stance_column_field()
+    sentiment_column: str = sentiment_column_field()
+    corpus: bool = field(default=False, metadata=_help(
+        "Also require every column of the project's corpus format (id, dispute, split, ...)."))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from model.classifier import Classifier
 from model.errors import DataError
 from model.labels import HEADS
 from model.probabilities import sentiment_score
+from training.arguments import EvaluateArguments
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames
@@ -27,25 +27,6 @@ from training.splits import load_checked
 
 SELECTED_GROUP = "selected_sources"  # the selection sources together (the real statements)
 SENTIMENT_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
-
-
-@dataclass
-class EvaluateArguments:
-    model: str | None = field(default=None, metadata={"help": "Model folder (default model)."})
-    data: str | None = field(default=None, metadata={
-        "help": "Labelled file to evaluate on (default: the bundled real statements)."})
-    report: str = field(default="report", metadata={"help": "Folder for the report."})
-    split: str | None = field(default="test", metadata={
-        "help": "Rows of this split when the file has a split column ('all' for every row)."})
-    train_data: str | None = field(default=None, metadata={
-        "help": "Training rows for the baselines (default: the train splits of the bundled "
-                "written corpus and real statements)."})
-    text_column: str = "text"
-    stance_column: str = "stance"
-    sentiment_column: str = "sentiment"
-    batch_size: int = 64
-    n_errors: int = 20
-    allow_pickle: bool = False  # let a pickled pytorch_model.bin load (it can run code)
 
 
 def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequence[str]) -> dict:

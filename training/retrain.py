@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +23,7 @@ from model.errors import DataError
 from model.labels import HEADS
 from model.modeling import DetenteModel
 from model.persistence import load_model
-from training.arguments import TrainArguments
+from training.arguments import RetrainArguments, TrainArguments
 from training.bundled_data import REAL_SOURCES, replay_data_files
 from training.data import ColumnNames, load_labelled
 from training.finishing import choose_scoring_backend, finish, selection_rows
@@ -33,38 +32,6 @@ from training.output import check_writable, checkpoint_dir_of
 from training.splits import DataSplits, choose_strata, load_checked, with_source
 from training.trainer import fit
 from training.validation import normalise_text, validate
-
-
-@dataclass
-class RetrainArguments:
-    from_model: str = field(metadata={"help": "The fine-tuned model folder to continue from."})
-    data: str = field(metadata={"help": "Newly labelled rows (e.g. the demo's corrections.jsonl)."})
-    output: str | None = field(default=None, metadata={
-        "help": "Where to write the new model. Required unless --force (overwrite --from)."})
-    force: bool = field(default=False, metadata={"help": "Allow overwriting an existing model."})
-    replay_data: str | None = field(default=None, metadata={
-        "help": "Original training data to replay (default: the bundled written corpus and "
-                "real statements, the files of the default model that carry both labels)."})
-    replay_ratio: float = field(default=2.0, metadata={
-        "help": "Replayed original rows per new training row."})
-    holdout_fraction: float = field(default=0.2, metadata={
-        "help": "Share of the new rows held out to measure the gain."})
-    stance_labels: list[str] | None = field(default=None, metadata={
-        "help": "The new model's stance labels (default: the old ones plus any new in --data)."})
-    sentiment_labels: list[str] | None = field(default=None, metadata={
-        "help": "The new model's sentiment labels (default: old plus new)."})
-    epochs: float = 3.0
-    learning_rate: float = 3e-5
-    batch_size: int = 32
-    seed: int = 42
-    early_stopping_patience: int = 1
-    text_column: str = "text"
-    stance_column: str = "stance"
-    sentiment_column: str = "sentiment"
-    allow_pickle: bool = False  # let a pickled pytorch_model.bin load (it can run code)
-    select_backend: bool = field(default=True, metadata={
-        "help": "After saving, choose what `detente score --backend auto` runs for the new "
-        "model, on the replayed data's validation split (see TrainArguments.select_backend)."})
 
 
 def resolve_output(args: RetrainArguments) -> Path:

@@ -10,8 +10,9 @@ from one loaded model. A module per idea:
 - ``limits``: API-key auth, body limits, and one JSON shape for every error;
 - ``metrics``: Prometheus metrics at /metrics;
 - ``app``: the FastAPI app, its routes and the model's life cycle;
-- ``command``: the ``detente serve`` command (uvicorn);
 - ``ray_deployment``: the same app as a Ray Serve deployment (``--engine ray``).
+
+The ``detente serve`` command itself (uvicorn, or Ray Serve) is ``serve.cli.service``.
 """
 
 from __future__ import annotations

@@ -152,14 +152,14 @@ def parse_serve_arguments(
 ) -> ServeArguments:
     """Flags over ``DETENTE_*`` variables over the dataclass defaults.
 
-    argparse itself reports an unknown or malformed flag (and ``--help``) and exits.
+    The parser is the one every ``detente`` command uses (``serve.cli.parsing``). argparse
+    itself reports an unknown or malformed flag (and ``--help``) and exits.
     """
-    from transformers import HfArgumentParser
+    from serve.cli.parsing import DataclassParser
 
-    parser = HfArgumentParser(ServeArguments, prog="detente serve", description=SERVE_HELP)
+    parser = DataclassParser(ServeArguments, prog="detente serve", description=SERVE_HELP)
     parser.set_defaults(**env_defaults(environ))
-    (args,) = parser.parse_args_into_dataclasses(args=list(argv))
-    return args
+    return parser.parse(argv)
 
 
 def read_api_key(args: ServeArguments, environ: Mapping[str, str] | None = None) -> str | None:

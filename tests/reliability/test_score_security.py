@@ -26,8 +26,9 @@ from serve.scoring import score_file
 
 REPO = Path(__file__).resolve().parents[2]
 SCORING_MODULES = [
-    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "checkpoint", "long_text",
-                                                 "cli_score", "ray_engine")),
+    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "checkpoint", "cli/score",
+                                                 "ray_engine")),
+    REPO / "model" / "long_text.py",
     *sorted((REPO / "training" / "tables").glob("*.py")),  # the readers and writers
 ]
 

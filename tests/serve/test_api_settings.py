@@ -7,7 +7,6 @@ from dataclasses import fields
 import pytest
 from typer.testing import CliRunner
 
-from serve.api.command import warn_if_open
 from serve.api.settings import (
     ServeArguments,
     env_defaults,
@@ -16,6 +15,7 @@ from serve.api.settings import (
     read_api_key,
 )
 from serve.cli import app
+from serve.cli.service import warn_if_open
 
 
 def test_defaults_are_the_dataclass_defaults():

@@ -1,46 +1,41 @@
 """``detente serve``: parse ``ServeArguments``, warn about open binds, run uvicorn or Ray Serve.
 
-All of the command's logic lives here, so that ``serve/cli.py`` registers it in two lines
-and can be reorganised without touching it. Options come from ``ServeArguments`` (flags,
-or ``DETENTE_*`` variables); see ``detente serve --help``.
+Options come from ``serve.api.settings.ServeArguments`` (flags, or ``DETENTE_*``
+variables); see ``detente serve --help``. The settings module (and so the scoring code and
+torch) is imported when the command runs, not for ``detente --help``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from serve.api.settings import ServeArguments, parse_serve_arguments, read_api_key
+from serve.cli.common import fail, log_to_stderr, user_errors_fail
+
+if TYPE_CHECKING:
+    from serve.api.settings import ServeArguments
 
 
 def serve(ctx: typer.Context) -> None:
-    """Serve the model over HTTP: a JSON API, metrics and the demo, in one process.
-
-    All options come from serve.api.settings.ServeArguments; see `detente serve --help`.
-    """
-    from model.errors import ModelLoadError
+    """Serve the model over HTTP: a JSON API, metrics and the demo, in one process."""
     from model.persistence import check_model_folder
-    from serve.cli import fail
-    from serve.cli_score import _log_to_stderr
+    from serve.api.settings import parse_serve_arguments, read_api_key
 
-    try:
+    with user_errors_fail():
         args = parse_serve_arguments(ctx.args)
         api_key = read_api_key(args)
         if args.model is not None:  # fail before listening, not in the background
             check_model_folder(Path(args.model))
-    except (ValueError, OSError, ModelLoadError) as err:
-        fail(str(err))
-    _log_to_stderr()
+    log_to_stderr()
     warn_if_open(args, api_key)
     if args.engine == "ray":
         from serve.api.ray_deployment import run_with_ray
 
-        try:
+        with user_errors_fail(RuntimeError):  # Ray cannot start, or the deployment fails
             run_with_ray(args, api_key)
-        except (ValueError, OSError, RuntimeError) as err:
-            fail(str(err))
         return
     failure = run_local(args, api_key)
     if failure is not None:
