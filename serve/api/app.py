@@ -21,6 +21,7 @@ import functools
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -363,8 +364,6 @@ def add_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
 
 
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("detente")
     except PackageNotFoundError:  # pragma: no cover - running from a plain checkout

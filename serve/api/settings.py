@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from serve.option_parsing import DataclassParser
 from serve.scoring import DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS
 
 ENV_PREFIX = "DETENTE_"
@@ -152,11 +153,9 @@ def parse_serve_arguments(
 ) -> ServeArguments:
     """Flags over ``DETENTE_*`` variables over the dataclass defaults.
 
-    The parser is the one every ``detente`` command uses (``serve.cli.parsing``). argparse
+    The parser is the one every ``detente`` command uses (``serve.option_parsing``). argparse
     itself reports an unknown or malformed flag (and ``--help``) and exits.
     """
-    from serve.cli.parsing import DataclassParser
-
     parser = DataclassParser(ServeArguments, prog="detente serve", description=SERVE_HELP)
     parser.set_defaults(**env_defaults(environ))
     return parser.parse(argv)

@@ -6,7 +6,7 @@ serve``, ``data``), registered below. None of them imports this module back; wha
 share (the error path, option parsing) is ``serve.cli.common``.
 
 Every command reads its options from a dataclass (``training.arguments``,
-``serve.arguments``, ``serve.api.settings``) through ``serve.cli.parsing``: typer hands it
+``serve.arguments``, ``serve.api.settings``) through ``serve.option_parsing``: typer hands it
 the raw arguments (``PASSTHROUGH``), so typer declares no option and no default itself.
 The command modules import nothing heavy at module level, so ``detente --help`` does not
 import torch.

@@ -24,7 +24,7 @@ import typer
 
 T = TypeVar("T")
 
-# The context of a command whose options a dataclass parser reads (serve.cli.parsing): click
+# The context of a command whose options a dataclass parser reads (serve.option_parsing): click
 # hands every argument, --help included, through to the command as ``ctx.args``.
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "help_option_names": []}
@@ -83,13 +83,13 @@ def parse_arguments(
     description: str | None = None,
     positional: Collection[str] = (),
 ) -> T:
-    """A command's options from ``ctx.args``, as its dataclass (see ``serve.cli.parsing``).
+    """A command's options from ``ctx.args``, as its dataclass (see ``serve.option_parsing``).
 
     A value the dataclass refuses (its ``__post_init__`` raises ValueError) fails here, in
     one line, like any other user error; a malformed or unknown flag is argparse's usage
     error (exit status 2), and ``--help`` prints the help and exits 0.
     """
-    from serve.cli.parsing import parse_arguments as parse
+    from serve.option_parsing import parse_arguments as parse
 
     with user_errors_fail():
         return parse(dataclass_type, args, prog=prog, description=description,

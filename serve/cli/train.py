@@ -13,7 +13,7 @@ def train(ctx: typer.Context) -> None:
 
     --config reads the arguments from a YAML or JSON file; flags given beside it win.
     """
-    from serve.cli.parsing import DataclassParser
+    from serve.option_parsing import DataclassParser
     from training.trainer import format_summary
     from training.trainer import train as run_training
 

@@ -27,9 +27,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
+from datasets import DatasetDict, load_from_disk
 
 from model.errors import DataError
 from training.tables.csv_diagnostics import (
@@ -53,9 +55,6 @@ from training.tables.formats import (
 )
 from training.tables.jsonl import iter_json_rows, json_table, scan_jsonl
 from training.tables.parquet import parquet_tables, scan_parquet
-
-if TYPE_CHECKING:  # pandas is imported where training reads: scoring starts without it
-    import pandas as pd
 
 log = logging.getLogger("detente.io")
 
@@ -260,8 +259,6 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     CSV/TSV cells are strings (an empty cell is ``""``), JSONL and Parquet values are kept
     as they are; a saved Hugging Face dataset gets a ``split`` column per split.
     """
-    import pandas as pd
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
@@ -313,8 +310,6 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     The whole file is decoded first, so a file that is not text at all is named by its
     first undecodable line and byte, before any line is parsed as JSON.
     """
-    import pandas as pd
-
     path.read_bytes().decode(encoding)  # raises UnicodeDecodeError: see read_table
     rows = [row for _line_no, row in iter_json_rows(path)]
     if not rows:
@@ -323,9 +318,6 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
 
 
 def _read_hf(path: Path) -> pd.DataFrame:
-    import pandas as pd
-    from datasets import DatasetDict, load_from_disk
-
     data = load_from_disk(str(path))
     if isinstance(data, DatasetDict):
         frames = []

@@ -1,4 +1,4 @@
-"""``serve.cli.parsing``: HfArgumentParser plus positional fields and ``--no-`` flags."""
+"""``serve.option_parsing``: HfArgumentParser plus positional fields and ``--no-`` flags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from serve.cli.parsing import DataclassParser, explicit_bool_values
+from serve.option_parsing import DataclassParser, explicit_bool_values
 
 
 @dataclass
