@@ -54,3 +54,18 @@ def test_accepts_pandas_and_pyarrow_columns(tiny_model_dir):
     np.testing.assert_allclose(clf.predict_proba(pa.array(TEXTS))[0], expected, atol=1e-6)
     with pytest.raises(TypeError, match="position 1"):
         clf.predict(["fine", None])
+
+
+def test_loading_the_default_model_never_trains_it(tmp_path, monkeypatch):
+    """``Classifier.load()`` only loads; ``serve.load_classifier()`` trains on first use."""
+    from model.errors import DefaultModelMissing
+
+    monkeypatch.setenv("DETENTE_HOME", str(tmp_path))
+    with pytest.raises(DefaultModelMissing, match="load_classifier"):
+        Classifier.load()
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_unknown_backend_is_refused_with_the_choices(tiny_model_dir):
+    with pytest.raises(ValueError, match="onnx-int8"):
+        Classifier.load(tiny_model_dir, backend="tensorrt")
