@@ -42,8 +42,8 @@ from serve.demo_batch import (  # noqa: E402
     write_scored,
 )
 from serve.demo_content import EXAMPLES, INTRO, LABEL_GUIDE  # noqa: E402
+from serve.demo_runner import ModelRunner  # noqa: E402
 from serve.explain import summary_markdown as explanation_markdown  # noqa: E402
-from serve.runner import ModelRunner  # noqa: E402
 
 LOW_CONFIDENCE = 0.5  # top stance probability below this: say the label is uncertain
 CLOSE_CALL = 0.15  # or the top two within this margin

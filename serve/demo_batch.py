@@ -24,7 +24,7 @@ saying why, rather than refused.
 
 Scoring runs in memory in chunks of at most ``CHUNK_ROWS`` rows and about ``CHUNK_CHARS``
 characters, each under the runner's fair lock, so a single-statement request waits for one
-chunk at most (see ``serve.runner``).
+chunk at most (see ``serve.demo_runner``).
 ``serve.scoring.score_file`` is the tool for large files.
 """
 
@@ -45,7 +45,7 @@ from matplotlib.ticker import MaxNLocator
 
 from model.errors import DataError
 from model.files import atomic_path
-from serve.runner import ModelRunner
+from serve.demo_runner import ModelRunner
 from serve.scoring import MAX_TEXT_CHARS, Layout, Scores, plan_layout, scored_columns, text_error
 from training.tables import TableWriter, detect_format, read_chunks, scan_input
 

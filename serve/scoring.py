@@ -29,7 +29,7 @@ of torch fp32 on the model's validation split, measured when it was trained).
 
 Crash safety: finished chunks are kept as part files with a manifest in
 ``<output>.parts/``; ``resume=True`` continues an interrupted run with no row lost or
-repeated, and the output file appears atomically at the end (see ``serve.checkpoint``).
+repeated, and the output file appears atomically at the end (see ``serve.resume``).
 A write that fails (disk full, file size limit) stops the run with ``ScoreWriteError``,
 one sentence naming the file and the reason; the finished parts are kept for ``--resume``.
 
@@ -73,7 +73,8 @@ from model.classifier import Classifier
 from model.config import DetenteConfig
 from model.errors import DataError
 from model.probabilities import sentiment_score
-from serve.checkpoint import (
+from serve.loading import load_classifier
+from serve.resume import (
     Manifest,
     ScoreWriteError,
     WorkDir,
@@ -81,7 +82,6 @@ from serve.checkpoint import (
     fingerprint,
     write_atomically,
 )
-from serve.loading import load_classifier
 from training.tables import MISSING, InputInfo, detect_format, read_chunks, scan_input
 
 DEFAULT_CHUNK_SIZE = 10_000
