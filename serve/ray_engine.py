@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from model.classifier import Classifier
 from model.config import DetenteConfig
+from model.errors import one_line
 from serve.loading import resolve
 from serve.scoring import (
     SCORE_PREFIX,
@@ -218,13 +219,8 @@ def score_with_ray(
     try:
         written = write_output(job, layout.schema, tables())
     except ray.exceptions.RayError as err:
-        raise RayEngineError(f"the Ray job failed: {_first_line(err)}") from err
+        raise RayEngineError(f"the Ray job failed: {one_line(err, last=True)}") from err
     if written != job.info.num_rows:
         raise RayEngineError(f"Ray returned {written} rows for {job.info.num_rows} input rows")
     return ScoreResult(job.output, written, counts["errors"], counts["windowed"], resolved.name,
                        resolved.version, time.perf_counter() - started)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
