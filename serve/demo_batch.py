@@ -2,8 +2,8 @@
 
 An upload is read, scored and written exactly as ``detente score`` reads, scores and
 writes it: through ``training.tables`` (``scan_input``, ``read_chunks``, ``TableWriter``)
-and ``serve.scoring``'s output layout (``plan_layout``), so the scored file has the columns
-and types of ``detente score``'s output for the same file (issue 5): every input column as
+and ``serve.output_layout`` (``plan_layout``), so the scored file has the columns and types
+of ``detente score``'s output for the same file (issue 5): every input column as
 ``detente score`` types it, preceded by an int64 ``id`` (the 1-based row number) when the
 input has none, then ``stance``, ``p_<label>`` per stance label, ``sentiment``,
 ``sentiment_score``, ``model_version`` and ``error``. Input columns whose names collide with
@@ -12,7 +12,7 @@ that cannot be read gets ``detente score``'s sentence (the file's name, not its 
 Pasted lines are a one-column table, ``text``, as a CSV file of them would be.
 
 Rows are scored by the same per-row logic as ``detente score``
-(``serve.scoring.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
+(``serve.scored_rows.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
 scored (missing, empty, non-text, invalid or over-long text) keeps its place with the same
 reason in ``error``, and a text longer than the model's window is split into sentence
 windows whose probabilities are averaged, never silently truncated. So a row gets the
@@ -46,7 +46,8 @@ from matplotlib.ticker import MaxNLocator
 from model.errors import DataError
 from model.files import atomic_path
 from serve.demo_runner import ModelRunner
-from serve.scoring import MAX_TEXT_CHARS, Layout, Scores, plan_layout, scored_columns, text_error
+from serve.output_layout import Layout, plan_layout
+from serve.scored_rows import MAX_TEXT_CHARS, Scores, scored_columns, text_error
 from training.tables import TableWriter, detect_format, read_chunks, scan_input
 
 CHUNK_ROWS = 64

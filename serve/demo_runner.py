@@ -8,7 +8,7 @@ plain lock it could win every time and starve a single-statement request for the
 batch. In FIFO order a waiting request runs after at most one chunk.
 
 The batch tab scores its rows with ``score_rows``: the per-row logic of ``detente score``
-(``serve.scoring.score_texts``: error rows, sentence windows for long texts), under the
+(``serve.scored_rows.score_texts``: error rows, sentence windows for long texts), under the
 same lock, so the demo and ``detente score --backend torch`` give the same numbers.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from model.classifier import Classifier, Prediction
 from serve.explain import DEFAULT_MAX_UNITS, Explanation, explain
-from serve.scoring import DEFAULT_BATCH_SIZE, Scores, score_texts
+from serve.scored_rows import DEFAULT_BATCH_SIZE, Scores, score_texts
 
 
 class FairLock:

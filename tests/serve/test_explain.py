@@ -133,7 +133,7 @@ def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
     from serve.corrections import CorrectionStore
     from serve.demo import DemoHandlers
     from serve.demo_runner import ModelRunner
-    from serve.scoring import score_texts
+    from serve.scored_rows import score_texts
 
     runner = ModelRunner(tiny_classifier)  # max_seq_length 64
     sentences = ["The envoy said talks would resume in Geneva next week.",
