@@ -131,7 +131,7 @@ def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
     tiny_classifier, tmp_path
 ):
     from serve.corrections import CorrectionStore
-    from serve.demo import DemoHandlers
+    from serve.demo_handlers import DemoHandlers
     from serve.demo_runner import ModelRunner
     from serve.scored_rows import score_texts
 
