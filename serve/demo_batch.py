@@ -16,11 +16,11 @@ Rows are scored by the same per-row logic as ``detente score``
 scored (missing, empty, non-text, invalid or over-long text) keeps its place with the same
 reason in ``error``, and a text longer than the model's window is split into sentence
 windows whose probabilities are averaged, never silently truncated. So a row gets the
-same numbers here as from ``detente score --backend torch`` (and within 1e-4 of the
-ONNX fp32 backend). The demo's own per-row limit ``max_row_chars`` (default: ``detente
-score``'s) only ever adds an error, never changes a number. Unlike ``detente score``, a
-text column that holds no text at all (Parquet numbers) is scored row by row, each row
-saying why, rather than refused.
+same numbers here as from ``detente score --backend torch`` (the ONNX fp32 backend's
+differ only in rounding: benchmarks/results/notes_from_code.md). The demo's own per-row
+limit ``max_row_chars`` (default: ``detente score``'s) only ever adds an error, never
+changes a number. Unlike ``detente score``, a text column that holds no text at all
+(Parquet numbers) is scored row by row, each row saying why, rather than refused.
 
 Scoring runs in memory in chunks of at most ``CHUNK_ROWS`` rows and about ``CHUNK_CHARS``
 characters, each under the runner's fair lock, so a single-statement request waits for one

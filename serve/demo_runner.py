@@ -1,8 +1,8 @@
 """One loaded classifier shared by every request of the demo, one forward pass at a time.
 
 Why a lock: the Rust fast tokenizer raises "Already borrowed" when two threads change its
-truncation settings at once, and on a 2-core machine two concurrent forward passes only
-slow each other down (torch already uses every core for one). Why a *fair* (FIFO) lock:
+truncation settings at once, and concurrent forward passes only compete for the cores torch
+already uses for one (benchmarks/results/notes_from_code.md). Why a *fair* (FIFO) lock:
 a batch job scores its rows in chunks and re-acquires the lock after each one; with a
 plain lock it could win every time and starve a single-statement request for the whole
 batch. In FIFO order a waiting request runs after at most one chunk.

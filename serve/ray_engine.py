@@ -14,8 +14,8 @@ resolved (and an ONNX graph exported) once, in the driver, before any actor star
 
 Locally (a laptop, CI) Ray is started with ``include_dashboard=False``, bound to
 127.0.0.1, with authentication off (``RAY_AUTH_MODE=disabled``), and the actor pool
-leaves one CPU to Ray's read tasks: on 2 cores, two 1-CPU actors starve the readers and
-the job hangs. ``DETENTE_RAY_ACTORS`` overrides the pool size. ``--resume`` is not
+leaves one CPU to Ray's read tasks, which otherwise starve (benchmarks/results/
+notes_from_code.md). ``DETENTE_RAY_ACTORS`` overrides the pool size. ``--resume`` is not
 offered here: a run is one Ray job, and Ray retries failed tasks itself.
 """
 

@@ -31,8 +31,8 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
 
 # A validation report (training.validation.Report) after its first line: one problem a line.
 REPORT_LINE_PREFIXES = ("  ERROR:", "  WARNING:")
-# Longest error line shown. Our sentences can name two long paths before saying what to do
-# (``ScoreWriteError``: the part, the kept folder, "--resume"); cut at 300 they lost the end.
+# Longest error line shown: room for our sentences that name two paths before saying what to
+# do (``ScoreWriteError``: the part, the kept folder, "--resume"); a library's text is cut.
 MESSAGE_LIMIT = 1000
 
 
