@@ -26,7 +26,8 @@ from serve.scoring import score_file
 
 REPO = Path(__file__).resolve().parents[2]
 SCORING_MODULES = [
-    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "resume", "cli/score",
+    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "scored_rows", "output_layout",
+                                                 "score_job", "resume", "cli/score",
                                                  "ray_engine")),
     REPO / "model" / "long_text.py",
     *sorted((REPO / "training" / "tables").glob("*.py")),  # the readers and writers
