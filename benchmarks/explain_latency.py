@@ -42,7 +42,7 @@ def build_runner(folder: Path):
     from model import DetenteModel, save_model
     from model.classifier import Classifier
     from model.paths import default_base_model
-    from serve.runner import ModelRunner
+    from serve.demo_runner import ModelRunner
 
     base = default_base_model()
     model = DetenteModel.from_base_encoder(base)

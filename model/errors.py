@@ -33,10 +33,15 @@ class BackendError(RuntimeError):
 OnnxError = BackendError
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, shortened: enough to act on, no wall of text."""
-    text = next((line.strip() for line in str(err).splitlines() if line.strip()),
-                type(err).__name__)
+def one_line(err: BaseException, limit: int = 300, *, last: bool = False) -> str:
+    """An exception's message on one line, shortened: enough to act on, no wall of text.
+
+    The first non-blank line is the summary for most libraries; ``last=True`` takes the last
+    one instead, for those that put the cause at the end (Ray's task errors end with the
+    exception that failed the task, after its traceback).
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = (lines[-1] if last else lines[0]) if lines else type(err).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -2,8 +2,9 @@
 
 One dataclass per command, each field with its default and its help text (field metadata);
 the command line is built from them (``serve.option_parsing``), so a default lives in exactly
-one place: here, or beside the job that uses it (``serve.scoring``'s batch and chunk sizes)
-and imported from there. ``detente serve``'s settings are ``serve.api.settings``.
+one place: here, or beside the job that uses it (``serve.scored_rows``' batch size,
+``serve.scoring``'s chunk size and engines) and imported from there. ``detente serve``'s
+settings are ``serve.api.settings``.
 
 This module imports the scoring code (and so torch); the CLI imports it only when a command
 runs.
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.backends import BACKENDS
-from serve.scoring import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, ENGINES
+from serve.scored_rows import DEFAULT_BATCH_SIZE
+from serve.scoring import DEFAULT_CHUNK_SIZE, ENGINES
 from training.arguments import allow_pickle_field, text_column_field
 from training.tables import FORMATS
 

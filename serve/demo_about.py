@@ -7,6 +7,9 @@ measured: the folder's ``README.md`` (the model card written by training) and it
 
 from __future__ import annotations
 
+import serve.demo_offline  # noqa: F401 - first: gradio and the Hub read it on import
+
+# isort: split
 import json
 import re
 from pathlib import Path

@@ -2,8 +2,8 @@
 
 An upload is read, scored and written exactly as ``detente score`` reads, scores and
 writes it: through ``training.tables`` (``scan_input``, ``read_chunks``, ``TableWriter``)
-and ``serve.scoring``'s output layout (``plan_layout``), so the scored file has the columns
-and types of ``detente score``'s output for the same file (issue 5): every input column as
+and ``serve.output_layout`` (``plan_layout``), so the scored file has the columns and types
+of ``detente score``'s output for the same file (issue 5): every input column as
 ``detente score`` types it, preceded by an int64 ``id`` (the 1-based row number) when the
 input has none, then ``stance``, ``p_<label>`` per stance label, ``sentiment``,
 ``sentiment_score``, ``model_version`` and ``error``. Input columns whose names collide with
@@ -12,19 +12,19 @@ that cannot be read gets ``detente score``'s sentence (the file's name, not its 
 Pasted lines are a one-column table, ``text``, as a CSV file of them would be.
 
 Rows are scored by the same per-row logic as ``detente score``
-(``serve.scoring.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
+(``serve.scored_rows.score_texts`` through ``ModelRunner.score_rows``): a row that cannot be
 scored (missing, empty, non-text, invalid or over-long text) keeps its place with the same
 reason in ``error``, and a text longer than the model's window is split into sentence
 windows whose probabilities are averaged, never silently truncated. So a row gets the
-same numbers here as from ``detente score --backend torch`` (and within 1e-4 of the
-ONNX fp32 backend). The demo's own per-row limit ``max_row_chars`` (default: ``detente
-score``'s) only ever adds an error, never changes a number. Unlike ``detente score``, a
-text column that holds no text at all (Parquet numbers) is scored row by row, each row
-saying why, rather than refused.
+same numbers here as from ``detente score --backend torch`` (the ONNX fp32 backend's
+differ only in rounding: benchmarks/results/notes_from_code.md). The demo's own per-row
+limit ``max_row_chars`` (default: ``detente score``'s) only ever adds an error, never
+changes a number. Unlike ``detente score``, a text column that holds no text at all
+(Parquet numbers) is scored row by row, each row saying why, rather than refused.
 
 Scoring runs in memory in chunks of at most ``CHUNK_ROWS`` rows and about ``CHUNK_CHARS``
 characters, each under the runner's fair lock, so a single-statement request waits for one
-chunk at most (see ``serve.runner``).
+chunk at most (see ``serve.demo_runner``).
 ``serve.scoring.score_file`` is the tool for large files.
 """
 
@@ -45,8 +45,9 @@ from matplotlib.ticker import MaxNLocator
 
 from model.errors import DataError
 from model.files import atomic_path
-from serve.runner import ModelRunner
-from serve.scoring import MAX_TEXT_CHARS, Layout, Scores, plan_layout, scored_columns, text_error
+from serve.demo_runner import ModelRunner
+from serve.output_layout import Layout, plan_layout
+from serve.scored_rows import MAX_TEXT_CHARS, Scores, scored_columns, text_error
 from training.tables import TableWriter, detect_format, read_chunks, scan_input
 
 CHUNK_ROWS = 64

@@ -14,8 +14,8 @@ resolved (and an ONNX graph exported) once, in the driver, before any actor star
 
 Locally (a laptop, CI) Ray is started with ``include_dashboard=False``, bound to
 127.0.0.1, with authentication off (``RAY_AUTH_MODE=disabled``), and the actor pool
-leaves one CPU to Ray's read tasks: on 2 cores, two 1-CPU actors starve the readers and
-the job hangs. ``DETENTE_RAY_ACTORS`` overrides the pool size. ``--resume`` is not
+leaves one CPU to Ray's read tasks, which otherwise starve (benchmarks/results/
+notes_from_code.md). ``DETENTE_RAY_ACTORS`` overrides the pool size. ``--resume`` is not
 offered here: a run is one Ray job, and Ray retries failed tasks itself.
 """
 
@@ -25,27 +25,22 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
 from model.classifier import Classifier
 from model.config import DetenteConfig
+from model.errors import one_line
 from serve.loading import resolve
-from serve.scoring import (
-    SCORE_PREFIX,
-    Job,
-    ScoreResult,
-    make_progress,
-    output_column_names,
-    plan_layout,
-    score_texts,
-    scored_columns,
-    write_output,
-)
+from serve.output_layout import plan_layout
+from serve.resume import ScoreWriteError, describe_os_error, write_atomically
+from serve.score_job import Job, ScoreResult, make_progress
+from serve.scored_rows import output_column_names, score_texts, scored_columns, text_error
 from training.tables import MISSING, csv_options, json_values, text_encoding
 
+SCORE_PREFIX = "__detente_"  # scored columns travel beside the input ones, under this prefix
 PRE_ERROR = SCORE_PREFIX + "text_error"
 WINDOWED = "windowed"  # travels as __detente_windowed: rows read in several windows
 log = logging.getLogger("detente.score")
@@ -138,8 +133,6 @@ class RayScorer:
 
 def parse_json_lines(batch: pa.Table, schema: pa.Schema, text_column: str) -> pa.Table:
     """``read_text`` lines to typed columns, exactly as the local JSONL reader types them."""
-    from serve.scoring import text_error
-
     rows = []
     for line in batch.column("text").to_pylist():
         line = line.lstrip("\ufeff")
@@ -218,13 +211,21 @@ def score_with_ray(
     try:
         written = write_output(job, layout.schema, tables())
     except ray.exceptions.RayError as err:
-        raise RayEngineError(f"the Ray job failed: {_first_line(err)}") from err
+        raise RayEngineError(f"the Ray job failed: {one_line(err, last=True)}") from err
     if written != job.info.num_rows:
         raise RayEngineError(f"Ray returned {written} rows for {job.info.num_rows} input rows")
     return ScoreResult(job.output, written, counts["errors"], counts["windowed"], resolved.name,
                        resolved.version, time.perf_counter() - started)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
+def write_output(job: Job, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
+    """Write an ordered stream of output tables atomically, as the local engine's output is.
+
+    The local engine assembles its part files with the same writer (``serve.resume``).
+    """
+    try:
+        return write_atomically(job.output, job.output_format, schema, tables)
+    except OSError as err:
+        raise ScoreWriteError(
+            f"could not write the output {job.output}: {describe_os_error(err)}"
+        ) from err

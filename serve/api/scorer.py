@@ -5,8 +5,8 @@ Nothing here is new scoring logic; it is the glue between the HTTP layer and wha
 - loading: ``serve.loading.load_classifier(model, backend="auto")``, the backend the
   model folder chose on its validation split (``model=None`` is the default model, trained
   first if there is none, with the trainer's message and progress bar);
-- scoring: ``serve.scoring.score_texts`` (an empty or unusable text keeps its place with an
-  ``error``; a text longer than the model's window is read in sentence windows and the
+- scoring: ``serve.scored_rows.score_texts`` (an empty or unusable text keeps its place with
+  an ``error``; a text longer than the model's window is read in sentence windows and the
   windows' probabilities averaged by length) and ``scored_columns``, the columns
   ``detente score`` writes, so a statement gets the same labels and the same float32
   probabilities from the API as in a scored file;
@@ -32,7 +32,7 @@ from model.labels import HEADS
 from serve.explain import explain as occlusion
 from serve.explain import summary_markdown
 from serve.loading import load_classifier
-from serve.scoring import DEFAULT_BATCH_SIZE, score_texts, scored_columns, text_error
+from serve.scored_rows import DEFAULT_BATCH_SIZE, score_texts, scored_columns, text_error
 
 SECOND_HEADING = re.compile(r"\n## ")
 PADDING_SLACK = 1.1  # a forward pass holds at most ~10 % padding tokens (see length_groups)

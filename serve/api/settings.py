@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from serve.option_parsing import DataclassParser
-from serve.scoring import DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS
+from serve.scored_rows import DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS
 
 ENV_PREFIX = "DETENTE_"
 API_KEY_ENV = "DETENTE_API_KEY"

@@ -31,6 +31,9 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
 
 # A validation report (training.validation.Report) after its first line: one problem a line.
 REPORT_LINE_PREFIXES = ("  ERROR:", "  WARNING:")
+# Longest error line shown: room for our sentences that name two paths before saying what to
+# do (``ScoreWriteError``: the part, the kept folder, "--resume"); a library's text is cut.
+MESSAGE_LIMIT = 1000
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -52,7 +55,7 @@ def message_of(err: BaseException) -> str:
     if (isinstance(err, DataError) and len(lines) > 1
             and all(line.startswith(REPORT_LINE_PREFIXES) for line in lines[1:])):
         return "\n".join(lines)
-    return one_line(err)
+    return one_line(err, MESSAGE_LIMIT)
 
 
 @contextmanager

@@ -47,8 +47,8 @@ def score(ctx: typer.Context) -> None:
     from transformers.utils import logging as hf_logging
 
     from serve.arguments import ScoreArguments
-    from serve.checkpoint import ScoreWriteError
     from serve.ray_engine import RayEngineError
+    from serve.resume import ScoreWriteError
     from serve.scoring import score_file
 
     args = parse_arguments(ScoreArguments, ctx.args, prog="detente score",

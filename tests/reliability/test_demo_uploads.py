@@ -32,7 +32,7 @@ import pytest
 from serve.corrections import CorrectionStore
 from serve.demo import DemoHandlers, launch
 from serve.demo_batch import BatchLimits
-from serve.runner import ModelRunner
+from serve.demo_runner import ModelRunner
 from training.tables import read_table
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

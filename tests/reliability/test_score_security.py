@@ -21,12 +21,13 @@ import pytest
 
 from model.classifier import Classifier
 from model.errors import DataError
-from serve.checkpoint import ScoreWriteError
+from serve.resume import ScoreWriteError
 from serve.scoring import score_file
 
 REPO = Path(__file__).resolve().parents[2]
 SCORING_MODULES = [
-    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "checkpoint", "cli/score",
+    *(REPO / "serve" / f"{name}.py" for name in ("scoring", "scored_rows", "output_layout",
+                                                 "score_job", "resume", "cli/score",
                                                  "ray_engine")),
     REPO / "model" / "long_text.py",
     *sorted((REPO / "training" / "tables").glob("*.py")),  # the readers and writers

@@ -20,7 +20,7 @@ from serve.api.app import create_app
 from serve.api.schemas import ClassifyResponse, ErrorResponse, ModelInfo
 from serve.api.scorer import LoadedModel
 from serve.api.settings import ServeArguments
-from serve.scoring import score_texts
+from serve.scored_rows import score_texts
 
 TEXTS = [
     "We are ready to sit down with them tomorrow and talk about a ceasefire.",

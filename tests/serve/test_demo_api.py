@@ -147,8 +147,8 @@ def test_an_unwritable_corrections_file_gives_a_message(tiny_classifier, tmp_pat
     import gradio as gr
 
     from serve.corrections import CorrectionStore
-    from serve.demo import DemoHandlers
-    from serve.runner import ModelRunner
+    from serve.demo_handlers import DemoHandlers
+    from serve.demo_runner import ModelRunner
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")

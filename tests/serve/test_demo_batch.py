@@ -25,7 +25,7 @@ from serve.demo_batch import (
     stance_chart,
     write_scored,
 )
-from serve.runner import ModelRunner
+from serve.demo_runner import ModelRunner
 from serve.scoring import score_file
 from training.tables import escape_formula, read_chunks, read_table, scan_input
 

@@ -97,7 +97,7 @@ def test_a_statement_without_words_is_explained_as_such():
 
 
 def test_runner_explains_with_a_single_forward_pass(tiny_classifier, monkeypatch):
-    from serve.runner import ModelRunner
+    from serve.demo_runner import ModelRunner
 
     runner = ModelRunner(tiny_classifier)
     calls = []
@@ -117,7 +117,7 @@ def test_runner_explains_with_a_single_forward_pass(tiny_classifier, monkeypatch
 
 def test_runner_scores_words_past_the_first_window(tiny_classifier):
     """Long statements are read in sentence windows, so their last words count too."""
-    from serve.runner import ModelRunner
+    from serve.demo_runner import ModelRunner
 
     runner = ModelRunner(tiny_classifier)  # max_seq_length 64
     long_text = " ".join(f"Round {i} of the talks ended." for i in range(30))
@@ -131,9 +131,9 @@ def test_statement_tab_reads_a_long_statement_in_windows_like_detente_score(
     tiny_classifier, tmp_path
 ):
     from serve.corrections import CorrectionStore
-    from serve.demo import DemoHandlers
-    from serve.runner import ModelRunner
-    from serve.scoring import score_texts
+    from serve.demo_handlers import DemoHandlers
+    from serve.demo_runner import ModelRunner
+    from serve.scored_rows import score_texts
 
     runner = ModelRunner(tiny_classifier)  # max_seq_length 64
     sentences = ["The envoy said talks would resume in Geneva next week.",

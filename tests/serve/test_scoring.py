@@ -18,7 +18,8 @@ from model.classifier import Classifier
 from model.errors import DataError
 from model.long_text import plan_windows, split_text, token_budget
 from model.probabilities import calibrated
-from serve.scoring import score_file, score_texts
+from serve.scored_rows import score_texts
+from serve.scoring import score_file
 from training.tables import escape_formulas, read_chunks, scan_input
 
 STATEMENTS = [

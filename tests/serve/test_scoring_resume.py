@@ -103,7 +103,7 @@ def test_resume_refuses_a_changed_input_or_model_options(tmp_path, tiny_model_di
     with pytest.raises(DataError, match="is not the file the interrupted run was scoring"):
         score_file(src, out, model=tiny_model_dir, backend="torch", resume=True,
                    progress=False)
-    from serve.checkpoint import fingerprint
+    from serve.resume import fingerprint
 
     manifest["fingerprint"] = fingerprint(src)
     manifest["settings"] = {"text_column": "body"}

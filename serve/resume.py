@@ -1,4 +1,4 @@
-"""Crash safety for batch scoring: finished chunks as part files plus a manifest.
+"""Resuming a scoring run: finished chunks kept as part files plus a manifest.
 
 A run scoring ``out.csv`` works in the folder ``out.csv.parts/`` beside it:
 

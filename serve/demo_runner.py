@@ -1,14 +1,14 @@
 """One loaded classifier shared by every request of the demo, one forward pass at a time.
 
 Why a lock: the Rust fast tokenizer raises "Already borrowed" when two threads change its
-truncation settings at once, and on a 2-core machine two concurrent forward passes only
-slow each other down (torch already uses every core for one). Why a *fair* (FIFO) lock:
+truncation settings at once, and concurrent forward passes only compete for the cores torch
+already uses for one (benchmarks/results/notes_from_code.md). Why a *fair* (FIFO) lock:
 a batch job scores its rows in chunks and re-acquires the lock after each one; with a
 plain lock it could win every time and starve a single-statement request for the whole
 batch. In FIFO order a waiting request runs after at most one chunk.
 
 The batch tab scores its rows with ``score_rows``: the per-row logic of ``detente score``
-(``serve.scoring.score_texts``: error rows, sentence windows for long texts), under the
+(``serve.scored_rows.score_texts``: error rows, sentence windows for long texts), under the
 same lock, so the demo and ``detente score --backend torch`` give the same numbers.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from model.classifier import Classifier, Prediction
 from serve.explain import DEFAULT_MAX_UNITS, Explanation, explain
-from serve.scoring import DEFAULT_BATCH_SIZE, Scores, score_texts
+from serve.scored_rows import DEFAULT_BATCH_SIZE, Scores, score_texts
 
 
 class FairLock:
