@@ -131,7 +131,10 @@ def head_report(logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
 
 
 def throughput(backends: dict, texts: list[str], rounds: int) -> dict[str, float]:
-    """Statements/s of each backend on ``texts``: alternating rounds, best of ``rounds``."""
+    """Statements/s of each backend on ``texts``: alternating rounds, best of ``rounds``.
+
+    ``backends`` are ``Classifier``s, so each is timed as ``detente score`` runs it.
+    """
     best = {name: 0.0 for name in backends}
     for backend in backends.values():
         backend.predict_proba(texts[:64])  # warm-up
@@ -145,16 +148,17 @@ def throughput(backends: dict, texts: list[str], rounds: int) -> dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from serve.backends import open_onnx_backend, resolve_backend, resolve_model_dir
-
+    from model.backends import cache, open_resolved, resolve_backend
+    from model.backends.onnx_runtime import open_session
+    from model.backends.quantize import Int8Config, quantize_int8
     from model.classifier import Classifier
     from model.persistence import save_model
-    from serve import onnx_backend as ox
+    from serve.loading import model_folder
     from training.calibration import fit_temperature
     from training.metrics import encode_labels
 
     load_before = [round(x, 2) for x in os.getloadavg()]
-    teacher_dir = resolve_model_dir(args.model).resolve()
+    teacher_dir = model_folder(args.model).resolve()
     teacher = Classifier.load(teacher_dir)
     config = teacher.config
     labels = {"stance": config.stance_labels, "sentiment": config.sentiment_labels}
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = distill(student_model, teacher_train, texts["train"], gold["train"],
                      teacher.tokenizer, args)
     train_seconds = time.perf_counter() - started
-    student = Classifier(student_model, teacher.tokenizer)
+    student = Classifier.from_model(student_model, teacher.tokenizer)
     validation = logits_of(student, "validation")
     config_s = student_model.config
     config_s.stance_temperature = fit_temperature(validation["stance"],
@@ -194,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         student_dir = save_model(student_model, teacher.tokenizer, Path(work) / "student")
         backends = {}
         for who, folder in (("teacher", teacher_dir), ("student", Path(student_dir))):
-            backends[f"{who} onnx fp32"] = open_onnx_backend(resolve_backend(folder, "onnx"), None)
-            version = resolve_backend(folder, "torch").version
+            fp32 = open_resolved(resolve_backend(folder, "onnx"))
+            backends[f"{who} onnx fp32"] = Classifier(fp32, path=folder)
+            version = fp32.model_version
             graph = Path(work) / f"{who}.int8.onnx"  # not in the teacher's cache: a what-if
-            ox.quantize_int8(ox.ensure_fp32(folder, version), graph, ox.Int8Config(True))
-            backends[f"{who} onnx int8"] = ox.OnnxBackend(
-                ox.make_session(graph), teacher.tokenizer, config if who == "teacher"
-                else config_s, version, "onnx-int8")
+            quantize_int8(cache.ensure_fp32(folder, version), graph, Int8Config(True))
+            int8 = open_session(graph, teacher.tokenizer, config if who == "teacher"
+                                else config_s, version, "onnx-int8")
+            backends[f"{who} onnx int8"] = Classifier(int8, path=folder)
         speed = throughput(backends, texts["test"], args.rounds)
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

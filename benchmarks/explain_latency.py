@@ -29,8 +29,8 @@ STATEMENT_40_WORDS = (
 )
 
 
-# The demo's longest input: 2,000 characters, of which the model reads the first 128 tokens
-# (occluded in groups of words so that one pass holds at most 49 texts).
+# The demo's longest input: 2,000 characters, read in sentence windows of at most 128
+# tokens so that every word is scored (occluded in groups of words: at most 49 texts).
 STATEMENT_MAX = (STATEMENT_40_WORDS + " ") * 8
 STATEMENT_MAX = STATEMENT_MAX[: STATEMENT_MAX.rfind(" ", 0, 2000)]
 

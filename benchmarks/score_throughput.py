@@ -17,7 +17,7 @@ that its peak RSS (``VmHWM`` of that process, see ``peak_rss_mb``) is its own:
   validation split (when that choice is int8 and differs), and auto.
 - ``--onnx-sweep``: ONNX fp32 side by side with batch sizes 16 and 64 and with the ONNX
   Runtime thread pool spinning between runs (``score-onnx-spin``; detente's sessions block
-  instead, see ``serve.onnx_backend.make_session``), to show what those settings are worth.
+  instead, see ``model.backends.onnx_runtime.make_session``), to show what those settings are worth.
 
 Statements/s excludes loading the model (reported separately, ``load_s``) and includes a
 warm-up of 64 statements before the clock starts, for every variant alike. Single-statement
@@ -136,7 +136,7 @@ def encoder_flops(model_dir: Path, texts: list[str]) -> dict:
     from transformers import AutoTokenizer
 
     from model.config import DetenteConfig
-    from serve.long_text import plan_windows
+    from model.long_text import plan_windows
 
     config = DetenteConfig.from_pretrained(model_dir, local_files_only=True)
     encoder = config.encoder_config()
@@ -261,8 +261,9 @@ def child_pipeline(args, batched: bool) -> dict:
 
 
 def child_score(args, spec: dict) -> dict:
-    from serve import onnx_backend as ox
-    from serve.backends import load_backend, open_onnx_backend, resolve_backend
+    from model.backends import cache, open_resolved, resolve_backend
+    from model.backends.quantize import Int8Config
+    from model.classifier import Classifier
     from serve.scoring import score_file, score_texts
 
     texts = read_texts(args.work)
@@ -270,28 +271,29 @@ def child_score(args, spec: dict) -> dict:
     started = time.perf_counter()
     if spec.get("int8") is not None:  # these int8 settings, whatever auto would pick
         resolved = resolve_backend(model, "onnx")
-        graph = ox.ensure_int8(resolved.folder, resolved.version,
-                               ox.Int8Config.from_dict(spec["int8"]))
-        backend = open_onnx_backend(replace(resolved, name="onnx-int8", graph=graph), None)
+        graph = cache.ensure_int8(resolved.folder, resolved.version,
+                                  Int8Config.from_dict(spec["int8"]))
+        backend = open_resolved(replace(resolved, name="onnx-int8", graph=graph))
+        classifier = Classifier(backend, path=resolved.folder)
     elif spec.get("spin"):  # make_session's switch (this child only)
         os.environ["DETENTE_ORT_SPIN"] = "1"
-        backend = load_backend(model, "onnx")
+        classifier = Classifier.load(model, backend="onnx")
     else:
-        backend = load_backend(model, spec["backend"])
+        classifier = Classifier.load(model, backend=spec["backend"])
     load = time.perf_counter() - started
     batch = spec.get("batch_size", args.batch_size)
-    score_texts(texts[:WARMUP], backend, batch_size=batch)
+    score_texts(texts[:WARMUP], classifier, batch_size=batch)
     result = score_file(args.work / "statements.csv", args.work / f"{spec['name']}.csv",
-                        backend=backend, batch_size=batch, progress=False)
+                        backend=classifier, batch_size=batch, progress=False)
     if result.rows != len(texts) or result.errors:
         raise RuntimeError(f"{spec['name']}: {result.rows} rows, {result.errors} errors")
     latencies = []
     for text in texts[: args.latency]:
         t0 = time.perf_counter()
-        score_texts([text], backend, batch_size=1)
+        score_texts([text], classifier, batch_size=1)
         latencies.append(1000 * (time.perf_counter() - t0))
     return {"load_s": load, "seconds": result.seconds, "rows": result.rows,
-            "backend": backend.name, **percentiles(latencies)}
+            "backend": classifier.backend_name, **percentiles(latencies)}
 
 
 def percentiles(latencies: list[float]) -> dict:
@@ -362,8 +364,9 @@ def build_pipeline_model(model_dir: Path, target: Path) -> None:
 
 
 def plan_variants(args, model_dir: Path) -> dict[str, dict]:
+    from model.backends import cache
+    from model.backends.quantize import Int8Config
     from model.persistence import weights_hash
-    from serve import onnx_backend as ox
 
     variants = {
         "matmul": {"kind": "matmul"},
@@ -372,9 +375,9 @@ def plan_variants(args, model_dir: Path) -> dict[str, dict]:
         "score-torch": {"kind": "score", "backend": "torch"},
         "score-onnx": {"kind": "score", "backend": "onnx"},
         "score-onnx-int8-pc": {"kind": "score", "backend": "onnx-int8",
-                               "int8": ox.Int8Config(True).to_dict()},
+                               "int8": Int8Config(True).to_dict()},
     }
-    selection = ox.read_selection(model_dir, weights_hash(model_dir)) or {}
+    selection = cache.read_selection(model_dir, weights_hash(model_dir)) or {}
     chosen = selection.get("int8")
     if selection.get("backend") == "onnx-int8" and chosen and chosen != variants[
             "score-onnx-int8-pc"]["int8"]:
@@ -537,10 +540,10 @@ def to_markdown(report: dict) -> str:
 
 def auto_selection(model_dir: Path) -> dict | None:
     """What ``--backend auto`` runs for this model and the validation numbers behind it."""
+    from model.backends import cache
     from model.persistence import weights_hash
-    from serve import onnx_backend as ox
 
-    selection = ox.read_selection(model_dir, weights_hash(model_dir))
+    selection = cache.read_selection(model_dir, weights_hash(model_dir))
     if not selection:
         return None
     return {key: selection.get(key) for key in ("backend", "variant", "int8", "evidence",
@@ -563,10 +566,10 @@ def main(argv: list[str] | None = None) -> int:
         run_child(args)
         return 0
     from model.persistence import weights_hash
-    from serve.backends import resolve_model_dir
+    from serve.loading import model_folder
 
     load_before = [round(x, 2) for x in os.getloadavg()]
-    model_dir = resolve_model_dir(args.model).resolve()
+    model_dir = model_folder(args.model).resolve()
     args.model = model_dir
     texts = corpus_texts(args.rows)
     with tempfile.TemporaryDirectory(prefix="score-throughput-") as work:
@@ -579,15 +582,15 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / "variants.json").write_text(json.dumps(variants))
         if any(v["kind"] == "pipeline" for v in variants.values()):
             build_pipeline_model(model_dir, args.work / "hf-model")
-        from serve import onnx_backend as ox
-        from serve.backends import resolve_backend
+        from model.backends import cache, resolve_backend
+        from model.backends.quantize import Int8Config
 
         for backend in {v["backend"] for v in variants.values() if v["kind"] == "score"}:
             resolve_backend(model_dir, backend)  # export/quantize once, outside the clocks
         for spec in variants.values():
             if spec.get("int8") is not None:
-                ox.ensure_int8(model_dir, weights_hash(model_dir),
-                               ox.Int8Config.from_dict(spec["int8"]))
+                cache.ensure_int8(model_dir, weights_hash(model_dir),
+                                  Int8Config.from_dict(spec["int8"]))
         flops = encoder_flops(model_dir, texts)
         runs: dict[str, list[dict]] = {name: [] for name in variants}
         for round_ in range(args.rounds):

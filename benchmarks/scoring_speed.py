@@ -12,14 +12,21 @@ In one process, on the same statements (the test split of ``--data``), it measur
 - ``auto = ...``: what ``--backend auto`` runs, as chosen on the validation split; its
   row is the out-of-sample check of that choice on the test split.
 
+Every variant but the baseline runs behind ``model.classifier.Classifier``, as
+``detente score`` and ``select_backend`` run it: a statement longer than the model's
+window is read in sentence windows (the baseline truncates it; the test split's
+statements almost all fit one window).
+
 For each: statements/s (median of ``--rounds`` interleaved rounds, so load from other
 processes hits every backend alike), stance and sentiment label agreement with torch
 fp32, the largest probability difference, stance macro-F1 on the gold labels and its
 drop against torch fp32, and single-statement latency (p50/p95). It reports which
-variants would meet the rule of ``serve.backends.choose_fastest`` (>= 99 % stance
-agreement, <= 0.5 macro-F1 points lost) on these statements, but it never writes the
-``auto`` choice: that is made on the validation split by ``serve.backends.select_backend``
-(run by ``detente train``), since tuning on the test split would overstate the result.
+variants would meet the rule of ``training.backend_selection.choose_fastest`` (>= 99 %
+stance agreement, <= 0.5 macro-F1 points lost) on these statements, but it never writes
+the ``auto`` choice: that is made on the validation split by
+``training.backend_selection.select_backend`` (run by ``detente train``), since tuning on
+the test split would overstate the result. Macro-F1 is ``training.metrics.macro_f1``, the
+definition the selection and the model card use.
 
 Results: ``benchmarks/results/scoring_speed.json`` and ``.md``. The full run, on the
 final default model, quietly (nothing else running):
@@ -75,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a sentence for the results (what else ran, why this size)")
     parser.add_argument("--no-select", action="store_true",
                         help="accepted for old command lines; this benchmark never writes "
-                        "selection.json (serve.backends.select_backend does, on validation)")
+                        "selection.json (training.backend_selection.select_backend does, on "
+                        "validation)")
     return parser.parse_args(argv)
 
 
@@ -139,55 +147,55 @@ def padding_share(tokenizer, texts: list[str], batch_size: int, max_length: int)
 
 def build_variants(args, model_dir: Path, texts: list[str]) -> tuple[dict, dict, list]:
     """name -> (predict, backend name, int8 config or None), plus the sensitivity ranking."""
-    from serve.backends import open_onnx_backend, resolve_backend
-
+    from model.backends import cache, open_resolved, resolve_backend
+    from model.backends.onnx_runtime import open_session
+    from model.backends.quantize import Int8Config, rank_sensitive_nodes
     from model.classifier import Classifier
-    from serve import onnx_backend as ox
 
     classifier = Classifier.load(model_dir)
     version = classifier.model_version
     batch = args.batch_size
+
+    def scoring(backend) -> Predict:
+        # What `detente score` and select_backend run: the backend behind a Classifier.
+        wrapped = Classifier(backend, path=model_dir)
+        return lambda t: wrapped.predict_proba(t, batch)
+
     variants: dict[str, tuple[Predict, str, dict | None]] = {
         "torch-unsorted": (unsorted_predict(classifier, batch), "torch-unsorted", None),
         "torch": (lambda t: classifier.predict_proba(t, batch), "torch", None),
     }
-    onnx = open_onnx_backend(resolve_backend(model_dir, "onnx"), None)
-    variants["onnx"] = (lambda t: onnx.predict_proba(t, batch), "onnx", None)
-    configs = {"onnx-int8/per-tensor": ox.Int8Config(per_channel=False),
-               "onnx-int8/per-channel": ox.Int8Config(per_channel=True)}
+    onnx = open_resolved(resolve_backend(model_dir, "onnx"))
+    variants["onnx"] = (scoring(onnx), "onnx", None)
+    configs = {"onnx-int8/per-tensor": Int8Config(per_channel=False),
+               "onnx-int8/per-channel": Int8Config(per_channel=True)}
     ranking: list[tuple[str, float]] = []
     if args.sensitivity:
-        fp32 = ox.ensure_fp32(model_dir, version)
+        fp32 = cache.ensure_fp32(model_dir, version)
         with tempfile.TemporaryDirectory() as work:
-            ranking = ox.rank_sensitive_nodes(fp32, onnx.tokenizer, onnx.config,
-                                              texts[: args.sensitivity], Path(work) / "probe")
+            ranking = rank_sensitive_nodes(fp32, onnx.tokenizer, onnx.config,
+                                           texts[: args.sensitivity], Path(work) / "probe")
         for k in (int(k) for k in args.skip_top.split(",") if k.strip()):
             keep = tuple(name for name, _ in ranking[:k])
-            configs[f"onnx-int8/per-channel-fp32-top{k}"] = ox.Int8Config(True, keep)
+            configs[f"onnx-int8/per-channel-fp32-top{k}"] = Int8Config(True, keep)
     for name, config in configs.items():
-        path = ox.ensure_int8(model_dir, version, config)
-        backend = ox.OnnxBackend(ox.make_session(path), onnx.tokenizer, onnx.config, version,
-                                 "onnx-int8")
-        variants[name] = (lambda t, b=backend: b.predict_proba(t, batch), "onnx-int8",
-                          config.to_dict())
+        path = cache.ensure_int8(model_dir, version, config)
+        backend = open_session(path, onnx.tokenizer, onnx.config, version, "onnx-int8")
+        variants[name] = (scoring(backend), "onnx-int8", config.to_dict())
     auto = resolve_backend(model_dir, "auto")  # the choice made on the validation split
     if auto.name != "torch":
-        chosen = open_onnx_backend(auto, None)
-        label = (ox.read_selection(model_dir, version) or {}).get("variant", auto.name)
-        variants[f"auto = {label}"] = (lambda t: chosen.predict_proba(t, batch), auto.name,
+        chosen = open_resolved(auto)
+        label = (cache.read_selection(model_dir, version) or {}).get("variant", auto.name)
+        variants[f"auto = {label}"] = (scoring(chosen), auto.name,
                                        auto.int8.to_dict() if auto.name == "onnx-int8" else None)
     return variants, {"model_version": version, "classifier": classifier}, ranking
 
 
 def macro_f1(probs: np.ndarray, gold: list[str | None], labels: list[str]) -> float | None:
-    from sklearn.metrics import f1_score
+    """Stance macro-F1 of the argmax labels, as ``select_backend`` computes it."""
+    from training.backend_selection import argmax_macro_f1
 
-    keep = [i for i, g in enumerate(gold) if g in labels]
-    if not keep:
-        return None
-    pred = [labels[int(probs[i].argmax())] for i in keep]
-    return float(f1_score([gold[i] for i in keep], pred, labels=labels, average="macro",
-                          zero_division=0))
+    return argmax_macro_f1(probs, gold, labels)
 
 
 def measure(variants: dict, texts: list[str], rounds: int) -> dict[str, dict]:
@@ -278,7 +286,8 @@ def to_markdown(report: dict) -> str:
     lines += ["", f"Fastest variant meeting the rule on these statements: "
               f"**{chosen['variant']}** ({chosen['backend']}); rule: {report['rule']}. "
               "`--backend auto` follows the choice made on the validation split by "
-              "`serve.backends.select_backend` (run by `detente train`), not this table."]
+              "`training.backend_selection.select_backend` (run by `detente train`), not "
+              "this table."]
     if report.get("note"):
         lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
@@ -287,12 +296,12 @@ def to_markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from serve.backends import choose_fastest, is_acceptable, resolve_model_dir
-
     from model.paths import bundled_corpus
+    from serve.loading import model_folder
+    from training.backend_selection import choose_fastest, is_acceptable
 
     load_before = [round(x, 2) for x in os.getloadavg()]
-    model_dir = resolve_model_dir(args.model).resolve()
+    model_dir = model_folder(args.model).resolve()
     data = args.data or bundled_corpus()
     texts, gold, source = load_statements(data, args.limit)
     variants, info, ranking = build_variants(args, model_dir, texts)
