@@ -91,7 +91,7 @@ def test_detente_score_gives_the_python_api_probabilities(tmp_path, tiny_model_d
 def test_the_demo_gives_the_python_api_probabilities(tmp_path, classifier, python_api):
     from serve.corrections import CorrectionStore
     from serve.demo import DemoHandlers
-    from serve.runner import ModelRunner
+    from serve.demo_runner import ModelRunner
 
     store = CorrectionStore(tmp_path / "corrections.jsonl",
                             stance_labels=classifier.stance_labels,
