@@ -11,6 +11,7 @@ can execute code when loaded and are refused unless the caller explicitly allows
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -152,13 +153,24 @@ def load_model(
 
 
 def weights_hash(folder: str | Path) -> str:
-    """A short content hash of the weights file: the ``model_version`` in scored output."""
+    """A short content hash of the weights file: the ``model_version`` in scored output.
+
+    Cached per file path, size and modification time: loading the default model with
+    ``auto`` asks for it more than once (its backend choice, the ONNX cache), and each
+    read of a 90 MB file costs a tenth of a second.
+    """
     folder = Path(folder)
     path = folder / WEIGHTS_FILE
     if not path.is_file():
         path = folder / PICKLE_WEIGHTS_FILE
+    stat = path.stat()
+    return _file_hash(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
