@@ -155,7 +155,9 @@ class Classifier:
     ) -> Probabilities:
         """Calibrated probabilities per text, long texts read in sentence windows.
 
-        ``on_progress(windows_done, windows_total)`` is called as groups of windows finish.
+        ``on_progress(windows_just_finished, windows_total)`` is called as each group of
+        windows finishes; the first argument is an increment (what a tqdm ``update`` takes),
+        not a running total.
         """
         texts = as_text_list(texts)
         plan = plan_windows(texts, self.tokenizer, self.config.max_seq_length)

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay
 
-matplotlib.use("Agg")  # reports are written headless (CI, servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+# Figures are built with matplotlib.figure.Figure, not pyplot: saving needs no GUI backend, and
+# importing this module leaves the process-wide backend alone (a notebook that imports the
+# package keeps its inline plots).
 
 
 def confusion_matrix_png(
     gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], title: str, path: Path
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=110)
+    fig = Figure(figsize=(5.2, 4.4), dpi=110)
+    ax = fig.subplots()
     ConfusionMatrixDisplay.from_predictions(
         gold, pred, labels=list(labels), ax=ax, cmap="Blues", colorbar=False,
         xticks_rotation=20,
@@ -24,7 +26,6 @@ def confusion_matrix_png(
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -42,7 +43,8 @@ def reliability_png(
             centers.append(confidence[in_bin].mean())
             accuracy.append(correct[in_bin].mean())
             counts.append(int(in_bin.sum()))
-    fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=110)
+    fig = Figure(figsize=(4.6, 4.4), dpi=110)
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.bar(edges[:-1], [0] * n_bins, width=1 / n_bins)  # keeps the axis layout stable
     ax.plot(centers, accuracy, "o-", color="tab:blue", label="model")
@@ -57,5 +59,4 @@ def reliability_png(
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

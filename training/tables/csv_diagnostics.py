@@ -23,7 +23,7 @@ from model.errors import DataError
 from training.tables.formats import (
     CSV_MAX_BLOCK_SIZE,
     delimiter,
-    one_line,
+    joined_on_one_line,
     open_csv,
     preview,
     python_encoding,
@@ -86,7 +86,7 @@ def csv_error(
             f"{what}: {place} has {got} field(s) where the header has {expected}: "
             f"{preview(text)} (check the quoting and the {separator_name(fmt)}s of that row)"
         )
-    return DataError(f"{what}: {one_line(message)}")
+    return DataError(f"{what}: {joined_on_one_line(message)}")
 
 
 def is_binary(path: Path) -> bool:

@@ -120,7 +120,7 @@ def is_json_field(column: pa.Field) -> bool:
     return bool(column.metadata and column.metadata.get(JSON_FIELD_KEY) == b"1")
 
 
-def one_line(message: str, limit: int = 300) -> str:
+def joined_on_one_line(message: str, limit: int = 300) -> str:
     """A library's message on one line, printable, not too long: fit for an error sentence."""
     text = "".join(c if c.isprintable() else " " for c in " ".join(message.split()))
     return text[:limit] + (" ..." if len(text) > limit else "")

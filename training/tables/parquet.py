@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.errors import DataError
-from training.tables.formats import one_line, preview
+from training.tables.formats import joined_on_one_line, preview
 
 PICKLED_EXTENSION = b"arrow.py_extension_type"
 BATCH_ROWS = 16_384
@@ -27,7 +27,8 @@ def scan_parquet(path: Path) -> tuple[pa.Schema, int]:
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
-        raise DataError(f"could not read {path} as Parquet: {one_line(str(err))}") from err
+        message = joined_on_one_line(str(err))
+        raise DataError(f"could not read {path} as Parquet: {message}") from err
     return without_pickled_types(schema), parquet.metadata.num_rows
 
 
@@ -74,7 +75,7 @@ def parquet_tables(path: Path, start_row: int) -> tuple[Iterator[pa.Table], int]
             except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
                 raise DataError(
                     f"could not read {path} as Parquet after row {first:,} (a damaged "
-                    f"file?): {one_line(str(err))}"
+                    f"file?): {joined_on_one_line(str(err))}"
                 ) from err
             if batch is None:
                 return
