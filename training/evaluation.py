@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from model.classifier import Classifier
 from model.errors import DataError
@@ -21,7 +20,12 @@ from training.arguments import EvaluateArguments
 from training.baselines import Baselines, vader_compound
 from training.bundled_data import replay_data_files, selection_data_file
 from training.data import ColumnNames
-from training.metrics import expected_calibration_error, head_scores, per_class_scores
+from training.metrics import (
+    expected_calibration_error,
+    head_scores,
+    per_class_scores,
+    rank_correlation,
+)
 from training.plots import confusion_matrix_png, reliability_png
 from training.report import render_report
 from training.splits import load_checked
@@ -41,10 +45,7 @@ def head_metrics(gold: Sequence[str | None], pred: Sequence[str], labels: Sequen
 
 def spearman(scores: Sequence[float], gold: Sequence[str | None]) -> float | None:
     pairs = [(s, SENTIMENT_VALUE[g]) for s, g in zip(scores, gold) if g in SENTIMENT_VALUE]
-    if len(pairs) < 3:
-        return None
-    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
-    return None if np.isnan(rho) else float(rho)
+    return rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def select_rows(frame: pd.DataFrame, split: str | None) -> pd.DataFrame:
@@ -103,12 +104,8 @@ def rating_correlations(frame: pd.DataFrame, scores: np.ndarray) -> dict:
     keep = frame["mean_rating"].notna().to_numpy()
     rating = frame["mean_rating"].to_numpy(dtype=float)[keep]
     texts = frame["text"][keep].tolist()
-    def rho(values: np.ndarray) -> float | None:
-        statistic = float(spearmanr(values, rating).statistic)
-        return None if np.isnan(statistic) else statistic
-
-    return {"n": int(keep.sum()), "model_spearman": rho(scores[keep]),
-            "vader_spearman": rho(vader_compound(texts))}
+    return {"n": int(keep.sum()), "model_spearman": rank_correlation(scores[keep], rating),
+            "vader_spearman": rank_correlation(vader_compound(texts), rating)}
 
 
 def metrics_by_source(

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from model.modeling import IGNORE_INDEX
@@ -127,3 +128,13 @@ def encode_labels(values: Sequence[object], labels: Sequence[str]) -> np.ndarray
     """Label strings to indices; a missing label becomes IGNORE_INDEX."""
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[v] if v is not None else IGNORE_INDEX for v in values], dtype=np.int64)
+
+
+def rank_correlation(values: Sequence[float], reference: Sequence[float]) -> float | None:
+    """Spearman's rho, or None where it is undefined (fewer than 3 pairs, or either side
+    constant, as a barely trained model's scores can be): None reads as "—" in reports, where
+    scipy's NaN would warn and then break the model card's formatting."""
+    x, y = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(spearmanr(x, y).statistic)

@@ -7,6 +7,7 @@ from pathlib import Path
 from model.config import DetenteConfig
 from training.evaluation import SELECTED_GROUP
 from training.metrics import MACRO_F1_DEFINITION
+from training.report import fmt
 
 LABEL_DEFINITIONS = """\
 | stance | the speaker ... |
@@ -84,7 +85,7 @@ def rating_table(metrics: dict) -> str:
             rated = scores.get("rated")
             if rated:
                 lines.append(f"| {split} | {source} | {rated['n']} | "
-                             f"**{rated['model_spearman']:.3f}** | {rated['vader_spearman']:.3f} |")
+                             f"**{fmt(rated['model_spearman'])}** | {fmt(rated['vader_spearman'])} |")
     return "\n".join(lines) if len(lines) > 2 else "(no rated rows in this run)"
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
 from model.config import DetenteConfig
 from model.modeling import IGNORE_INDEX
-from training.evaluation import head_metrics
-from training.metrics import MACRO_F1_DEFINITION, head_scores, logit_scores, macro_f1
-from training.model_card import render_model_card
+from training.evaluation import head_metrics, spearman
+from training.metrics import (
+    MACRO_F1_DEFINITION,
+    head_scores,
+    logit_scores,
+    macro_f1,
+    rank_correlation,
+)
+from training.model_card import rating_table, render_model_card
 from training.trainer import make_compute_metrics
 
 LABELS = ["a", "b", "c"]
@@ -72,3 +80,21 @@ def test_the_model_card_says_which_macro_f1_it_shows():
     card = render_model_card(DetenteConfig(), {})
     assert MACRO_F1_DEFINITION in card
     assert "labels that occur in the gold labels or the predictions" in card
+
+
+def test_rank_correlation_is_spearman_where_defined_and_none_where_not():
+    values, reference = [0.3, -0.2, 0.9, 0.1], [1.0, -1.0, 2.0, 0.5]
+    assert rank_correlation(values, reference) == pytest.approx(
+        spearmanr(values, reference).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy warns on constant input; we must not call it
+        assert rank_correlation([0.2, 0.2, 0.2], [1.0, 2.0, 3.0]) is None
+        assert rank_correlation([0.1, 0.5, 0.2], [2.0, 2.0, 2.0]) is None
+        assert spearman([0.4, 0.4, 0.4], ["negative", "neutral", "positive"]) is None
+    assert rank_correlation([0.1, 0.2], [1.0, 2.0]) is None
+
+
+def test_rating_table_shows_a_dash_for_an_undefined_correlation():
+    rated = {"n": 3, "model_spearman": None, "vader_spearman": 0.41}
+    table = rating_table({"by_source": {"test": {"vader_nyt": {"rated": rated}}}})
+    assert "| test | vader_nyt | 3 | **—** | 0.410 |" in table
