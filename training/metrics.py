@@ -131,10 +131,11 @@ def encode_labels(values: Sequence[object], labels: Sequence[str]) -> np.ndarray
 
 
 def rank_correlation(values: Sequence[float], reference: Sequence[float]) -> float | None:
-    """Spearman's rho, or None where it is undefined (fewer than 3 pairs, or either side
-    constant, as a barely trained model's scores can be): None reads as "—" in reports, where
-    scipy's NaN would warn and then break the model card's formatting."""
+    """Spearman's rho, or None where it is undefined: fewer than 3 pairs, a NaN among the
+    values, or either side constant (as a barely trained model's scores can be). None reads
+    as "—" in reports; scipy would warn on constant input and its NaN broke the model card."""
     x, y = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    return float(spearmanr(x, y).statistic)
+    rho = float(spearmanr(x, y).statistic)
+    return None if np.isnan(rho) else rho

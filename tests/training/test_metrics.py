@@ -92,6 +92,7 @@ def test_rank_correlation_is_spearman_where_defined_and_none_where_not():
         assert rank_correlation([0.1, 0.5, 0.2], [2.0, 2.0, 2.0]) is None
         assert spearman([0.4, 0.4, 0.4], ["negative", "neutral", "positive"]) is None
     assert rank_correlation([0.1, 0.2], [1.0, 2.0]) is None
+    assert rank_correlation([0.1, float("nan"), 0.3], [1.0, 2.0, 3.0]) is None
 
 
 def test_rating_table_shows_a_dash_for_an_undefined_correlation():
